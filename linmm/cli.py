@@ -1,0 +1,98 @@
+"""The `linmm` command: demo, replay, record."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib import resources
+
+from .config import MachineConfig
+from .errors import ConfigError
+
+
+def _kernel(args):
+    from .kernel import Kernel
+    return Kernel(MachineConfig(ram=args.ram, cpus=args.cpus, cmdline=args.cmdline))
+
+
+def _replay(args, path: str) -> int:
+    from .report.text import replay_report
+    from .workload import TraceError, load_trace
+    from .workload.replay import replay
+    try:
+        trace = load_trace(path)
+    except (TraceError, OSError) as e:
+        print(f"linmm: {e}", file=sys.stderr)
+        return 2
+    if args.limit:
+        from .workload.trace import Trace
+        trace = Trace(trace.addresses[:args.limit], trace.writes[:args.limit],
+                      trace.kinds[:args.limit], trace.source)
+    k = _kernel(args)
+    res = replay(k, trace, progress=args.progress)
+    sys.stdout.write(replay_report(res, args.ram))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    path = resources.files("linmm") / "data" / "demo.npz"
+    with resources.as_file(path) as p:
+        return _replay(args, str(p))
+
+
+def cmd_replay(args) -> int:
+    return _replay(args, args.trace)
+
+
+def cmd_record(args) -> int:
+    from .workload import RecordError, record
+    cmd = args.command
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        print("linmm record: give the program to run after --", file=sys.stderr)
+        return 2
+    try:
+        tr = record(cmd, args.output)
+    except RecordError as e:
+        print(f"linmm record: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output}: {len(tr):,} accesses, {len(tr.pages()):,} pages")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="linmm", description="The Linux v5.7 memory manager, modelled.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def machine_opts(sp):
+        sp.add_argument("--ram", default="256M", help="RAM of the simulated machine (default 256M)")
+        sp.add_argument("--cpus", type=int, default=1)
+        sp.add_argument("--cmdline", default="", help="kernel command line")
+        sp.add_argument("--limit", type=int, default=0, help="replay only the first N accesses")
+        sp.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show a progress bar (default: when stderr is a terminal)")
+    sp = sub.add_parser("demo", help="replay the shipped trace of a real program (GNU sort)")
+    machine_opts(sp)
+    sp.set_defaults(fn=cmd_demo)
+    sp = sub.add_parser("replay", help="replay a trace (lackey text, .npy, .npz)")
+    sp.add_argument("trace")
+    machine_opts(sp)
+    sp.set_defaults(fn=cmd_replay)
+    sp = sub.add_parser("record", help="record a program's memory trace with valgrind lackey")
+    sp.add_argument("-o", "--output", default="trace.npz")
+    sp.add_argument("command", nargs=argparse.REMAINDER)
+    sp.set_defaults(fn=cmd_record)
+    args = p.parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigError as e:
+        print(f"linmm: config: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""procfs and sysfs files in the kernel's own formats."""

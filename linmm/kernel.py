@@ -1,0 +1,644 @@
+"""Kernel: boots a machine and owns every subsystem, the clock and the tasks."""
+from __future__ import annotations
+
+import numpy as np
+
+from .config import MachineConfig
+from .errors import EINVAL, ENOMEM, ESRCH, Errno, KernelBug
+from .mm import gfp as G
+from .mm.fault import Fault
+from .mm.madvise import Madvise
+from .mm.memory import Memory
+from .mm.memory_model import (MAX_NR_ZONES, PAGES_PER_SECTION, PFN_SECTION_SHIFT, SECTION_HAS_MEM_MAP,
+                              SECTION_IS_EARLY, SECTION_IS_ONLINE, SECTION_MARKED_PRESENT, ZONE_DMA,
+                              ZONE_DMA32, ZONE_MOVABLE, ZONE_NAMES, ZONE_NORMAL, Page, build_layout)
+from .mm.mlock import Mlock
+from .mm.mm_types import VM_ACCOUNT, VM_SHARED, VM_STACK_FLAGS, VM_WIPEONFORK, MmStruct, Vma
+from .mm.mmap import MmapOps
+from .mm.mmu_notifier import MmuNotifiers
+from .mm.mmzone import PgData
+from .mm.mprotect import Mprotect
+from .mm.mremap import Mremap
+from .mm.oom_kill import OomKiller
+from .mm.page import PG_reserved, FrameStore, MemMap
+from .mm.page_alloc import PageAllocator
+from .mm.pgtable import PgTableOps, vm_get_page_prot
+from .mm.rmap import Rmap
+from .mm.shmem import Shmem
+from .mm.util import Overcommit
+from .mm.vmscan import VmScan
+from .mm.vmstat import VM_EVENT_ITEMS
+from .sched import Scheduler
+from .task import Task
+
+STACK_TOP = 0x7FFFFFFFF000
+DEFAULT_BRK = 0x555555559000
+
+
+class AllocContext:
+    __slots__ = ("zones", "preferred_zone", "classzone_idx", "high_zoneidx", "migratetype", "nid")
+
+
+class Kernel:
+    """A booted machine.  ``Kernel(MachineConfig(ram="1G"))``."""
+
+    def __init__(self, config: MachineConfig | None = None, **kw):
+        self.config = config if config is not None else MachineConfig(**kw)
+        self.now_ms = 0
+        self.stat_interval = 1
+        self._log: list[str] = []
+        self.vm_events = dict.fromkeys(VM_EVENT_ITEMS, 0)
+        self.tasks: dict[int, object] = {}
+        self._next_pid = 1
+        self.in_notifier_callback = 0
+        self.current_tlb = None
+        self._failslab = 0
+        self._ac_cache: dict = {}
+        self.layout = build_layout(self.config)
+        for line in self.layout.log:
+            self.printk(line)
+        nr = (self.layout.max_pfn + PAGES_PER_SECTION - 1) & ~(PAGES_PER_SECTION - 1)
+        self.memmap = MemMap(nr, self.config.memory_model == "sparsemem")
+        self.frames = FrameStore(self.memmap)
+        self.pgdats = [PgData(n, self.config.cpus) for n in range(self.config.nr_nodes)]
+        for n, cpus in enumerate(self.layout.node_cpus):
+            self.pgdats[n].cpus = cpus
+        self.page_alloc = PageAllocator(self)
+        self.vmscan = VmScan(self)
+        self.overcommit = Overcommit(self)
+        self.pgt = PgTableOps(self)
+        self.rmap = Rmap(self)
+        self.memory = Memory(self)
+        self.mmap = MmapOps(self)
+        self.mprotect = Mprotect(self)
+        self.mremap = Mremap(self)
+        self.madvise = Madvise(self)
+        self.shmem = Shmem(self)
+        self.fault = Fault(self)
+        self.oom = OomKiller(self)
+        self.mlock = Mlock(self)
+        self.mmu_notifiers = MmuNotifiers(self)
+        self.sched = Scheduler(self)
+        from .fs.procfs import ProcFs
+        self.procfs = ProcFs(self)
+        from .boot import boot
+        boot(self)
+
+    # ------------------------------------------------------------ log and time
+    def printk(self, line: str) -> None:
+        self._log.append(line)
+
+    def dmesg(self) -> str:
+        return "".join(line + "\n" for line in self._log)
+
+    def run(self, ms: int) -> None:
+        """Advance simulated time; kernel threads run when due."""
+        if ms < 0:
+            raise EINVAL("run: negative time")
+        for cpu in self.sched.cpus:
+            if not cpu.curr.is_kthread:
+                self.sched.switch_to_idle(cpu)
+        end = self.now_ms + ms
+        while True:
+            due = [t for t in self.sched.kthreads.values() if t.due is not None and t.due <= end]
+            if not due:
+                break
+            t = min(due, key=lambda x: (x.due, x.pid))
+            self.now_ms = max(self.now_ms, t.due)
+            cpu = self.sched.cpus[t.cpu]
+            self.sched.context_switch(cpu, t)
+            nxt = t.fn(self.now_ms) if t.fn else None
+            t.due = None if nxt is None else self.now_ms + max(1, nxt)
+            self.sched.switch_to_idle(cpu)
+        self.now_ms = end
+        self.mmu_notifiers.synchronize()
+
+    # ------------------------------------------------------------ contexts
+    def alloc_pid(self) -> int:
+        pid = self._next_pid
+        self._next_pid += 1
+        return pid
+
+    def current_cpu(self) -> int:
+        return self._cur_cpu
+
+    def current_ctx(self):
+        return self.sched.cpus[self._cur_cpu].curr
+
+    def current_task(self):
+        return self.current_ctx()
+
+    def current_comm(self) -> str:
+        return self.current_ctx().comm
+
+    def numa_node_id(self) -> int:
+        cpu = self._cur_cpu
+        for pg in self.pgdats:
+            if cpu in pg.cpus:
+                return pg.node_id
+        return 0
+
+    def might_sleep(self, file: str, line: int) -> None:
+        ctx = self.current_ctx()
+        if ctx.held_locks:
+            raise KernelBug(f"BUG: sleeping function called from invalid context at {file}:{line}")
+
+    def after_syscall(self, task) -> None:
+        if task.held_locks:
+            names = ", ".join(lk.name for lk in task.held_locks)
+            raise KernelBug(f"BUG: lock held when returning to user space: {names}")
+
+    def user_tasks(self) -> list:
+        return [t for t in self.tasks.values() if isinstance(t, Task)]
+
+    # ------------------------------------------------------------ zones
+    def all_zones(self) -> list:
+        return [z for pg in self.pgdats for z in pg.node_zones]
+
+    def page_zone_of(self, pfn: int):
+        mm = self.memmap
+        f = int(mm.flags[pfn])
+        return self.pgdats[(f >> mm.nodes_pgoff) & 63].node_zones[(f >> mm.zones_pgoff) & 7]
+
+    def node_of_pfn(self, pfn: int) -> PgData:
+        return self.pgdats[self.memmap.page_to_nid(pfn)]
+
+    def count_node_pages(self, pfns: np.ndarray, item: str, delta: int) -> None:
+        if len(self.pgdats) == 1:
+            self.pgdats[0].vm_stat[item] += delta * len(pfns)
+            return
+        nids = (self.memmap.flags[pfns] >> np.uint64(self.memmap.nodes_pgoff)) & np.uint64(63)
+        for nid, cnt in zip(*np.unique(nids, return_counts=True)):
+            self.pgdats[int(nid)].vm_stat[item] += delta * int(cnt)
+
+    def zone_name(self, idx: int) -> str:
+        return ZONE_NAMES[idx]
+
+    def zonelist(self, nid: int) -> list:
+        """build_zonelists(): nodes by distance, each node's managed zones high to low."""
+        order = sorted(range(len(self.pgdats)), key=lambda n: (self.node_distance(nid, n), n))
+        return [z for n in order for z in reversed(self.pgdats[n].node_zones) if z.managed_pages]
+
+    def node_distance(self, a: int, b: int) -> int:
+        return 10 if a == b else 20
+
+    def alloc_context(self, gfp: int, nid: int | None):
+        nid = self.numa_node_id() if nid is None else nid
+        key = (G.gfp_zone(gfp), G.gfp_migratetype(gfp), nid)
+        ac = self._ac_cache.get(key)
+        if ac is None:
+            ac = AllocContext()
+            ac.high_zoneidx = key[0]
+            ac.migratetype = key[1]
+            ac.nid = nid
+            ac.zones = [z for z in self.zonelist(nid) if z.idx <= key[0]]
+            ac.preferred_zone = ac.zones[0] if ac.zones else None
+            ac.classzone_idx = ac.preferred_zone.idx if ac.zones else 0
+            self._ac_cache[key] = ac
+        return ac
+
+    def totalram_pages(self) -> int:
+        return sum(z.managed_pages for z in self.all_zones())
+
+    def global_free_pages(self) -> int:
+        return sum(z.vm_stat["nr_free_pages"] for z in self.all_zones())
+
+    def total_swap_pages(self) -> int:
+        return 0
+
+    def hugetlb_total_pages(self) -> int:
+        return 0
+
+    # ------------------------------------------------------------ kswapd & co
+    def wakeup_kswapd(self, zone, gfp: int, order: int, classzone_idx: int) -> None:
+        self.vmscan.wakeup_kswapd(zone, gfp, order, classzone_idx)
+
+    def wake_all_kswapds(self, order: int, gfp: int, ac) -> None:
+        self.vmscan.wake_all_kswapds(order, gfp, ac)
+
+    def wakeup_kcompactd(self, pgdat, order: int, classzone_idx: int) -> None:
+        """No compaction in the model yet: kcompactd never finds a zone to compact."""
+        return None
+
+    def zone_stat_threshold(self, zone) -> int:
+        """The per-cpu stat threshold: the pressure threshold while kswapd is awake."""
+        if not zone.zone_pgdat.kswapd_sleeping:
+            return max(1, min(125, (zone._watermark[1] - zone._watermark[0]) // self.config.cpus))
+        return zone.stat_threshold
+
+    def thp_vma_eligible(self, vma) -> bool:
+        """transparent_hugepage_enabled(vma) for THPeligible (no THP faults yet)."""
+        from .mm.mm_types import VM_HUGEPAGE, VM_NOHUGEPAGE
+        if not vma.is_anonymous() or vma.vm_flags & VM_NOHUGEPAGE:
+            return False
+        if ((vma.vm_end & ~((1 << 21) - 1)) - (1 << 21)) < ((vma.vm_start + (1 << 21) - 1) & ~((1 << 21) - 1)):
+            return False
+        mode = self.config.thp
+        return mode == "always" or (mode == "madvise" and bool(vma.vm_flags & VM_HUGEPAGE))
+
+    def failslab_next(self) -> bool:
+        if self._failslab:
+            self._failslab -= 1
+            return True
+        return False
+
+    # ------------------------------------------------------------ page API
+    def pfn_valid(self, pfn: int) -> bool:
+        if pfn < 0:
+            return False
+        if self.config.memory_model == "flatmem":
+            return pfn < self.layout.max_pfn
+        nr = pfn >> PFN_SECTION_SHIFT
+        return nr < len(self.section_flags) and bool(self.section_flags[nr] & SECTION_HAS_MEM_MAP)
+
+    def pfn_to_online_page(self, pfn: int) -> Page | None:
+        nr = pfn >> PFN_SECTION_SHIFT
+        if 0 <= nr < len(self.section_flags) and self.section_flags[nr] & SECTION_IS_ONLINE:
+            return Page(pfn, self.memmap)
+        return None
+
+    def pfn_to_page(self, pfn: int) -> Page:
+        if not self.pfn_valid(pfn):
+            raise KernelBug(f"pfn_to_page: pfn {pfn:#x} is not valid")
+        return Page(pfn, self.memmap)
+
+    @staticmethod
+    def page_to_pfn(page: Page) -> int:
+        return page.pfn
+
+    def page_zone(self, page: Page):
+        return self.page_zone_of(page.pfn)
+
+    def page_zonenum(self, page: Page) -> int:
+        return self.memmap.page_zonenum(page.pfn)
+
+    def page_to_nid(self, page: Page) -> int:
+        return self.memmap.page_to_nid(page.pfn)
+
+    def pfn_to_nid(self, pfn: int) -> int:
+        return self.memmap.page_to_nid(pfn)
+
+    def page_to_section(self, page: Page) -> int:
+        return self.memmap.page_to_section(page.pfn)
+
+    def alloc_pages(self, gfp: int, order: int = 0, nid: int | None = None) -> Page | None:
+        """__alloc_pages_nodemask(); None on failure (the kernel's NULL)."""
+        pfn = self.page_alloc.alloc_pages_nodemask(gfp, order, nid)
+        return None if pfn is None else Page(pfn, self.memmap)
+
+    def free_pages(self, page: Page, order: int = 0) -> None:
+        """__free_pages(page, order)."""
+        self.page_alloc.free_pages(page.pfn, order)
+
+    def alloc_pages_bulk(self, gfp: int, n: int) -> np.ndarray:
+        return self.page_alloc.alloc_pages_bulk(gfp, n)
+
+    def get_page(self, pfn: int) -> None:
+        self.memmap.refcount[pfn] += 1
+
+    def put_page(self, pfn: int) -> None:
+        """put_page(): drop a reference; an LRU page reaching 0 leaves the LRU and is freed."""
+        self.vmscan.release_pages((pfn,))
+
+    # ------------------------------------------------------------ mlock glue
+    def mlock_future_check(self, task, mm, flags: int, length: int) -> None:
+        self.mlock.mlock_future_check(task, mm, flags, length)
+
+    def mlock_new_page(self, pfn: int) -> None:
+        self.mlock.mlock_new_page(pfn)
+
+    def munlock_vma_page(self, pfn: int) -> None:
+        self.mlock.munlock_vma_page(pfn)
+
+    def munlock_vma_pages_all(self, vma) -> None:
+        self.mlock.munlock_vma_pages_all(vma)
+
+    # ------------------------------------------------------------ TLB
+    def flush_tlb_mm_range(self, mm, start: int, end: int, freed_tables: bool) -> None:
+        """A shootdown: lazy CPUs are skipped unless page tables were freed."""
+        for cpu in self.sched.cpus:
+            if cpu.loaded_mm is mm and cpu.is_lazy and freed_tables:
+                self.sched.leave_mm(cpu)
+
+    def tlb_free_table(self, t) -> None:
+        if self.current_tlb is not None:
+            self.current_tlb.remove_table(t)
+        else:
+            self.pgt.free_table(t)
+
+    # ------------------------------------------------------------ population
+    def populate_vma_page_range(self, vma, start: int, end: int) -> None:
+        """__get_user_pages with FOLL_POPULATE: fault every page of [start, end)."""
+        from .mm.memory import FAULT_FLAG_WRITE
+        from .mm.mm_types import VM_WRITE
+        write = (vma.vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
+        task = self.current_task()
+        a = start
+        while a < end:
+            ret = self.memory.handle_mm_fault(vma, a, FAULT_FLAG_WRITE if write else 0)
+            if ret & 0x1:  # VM_FAULT_OOM
+                raise ENOMEM("populate: out of memory")
+            if hasattr(task, "min_flt"):
+                task.min_flt += 1
+            a += 4096
+
+    def mm_populate(self, task, start: int, length: int) -> None:
+        end = start + length
+        for vma in self.mmap.vmas_in(task.mm, start, end):
+            self.populate_vma_page_range(vma, max(start, vma.vm_start), min(end, vma.vm_end))
+
+    # ------------------------------------------------------------ user memory copy
+    def access_process_vm(self, task, addr: int, n: int, data: bytes | None) -> bytes | None:
+        """copy_from_user / copy_to_user: fault pages in as the task would, move bytes."""
+        from .mm.pgtable import PMD_SHIFT, pte_pfn
+        if n < 0 or addr < 0 or addr + n > 1 << 64:
+            raise EINVAL("bad user range")
+        out = bytearray() if data is None else None
+        write = data is not None
+        a, end = addr, addr + n
+        mm = task.mm
+        while a < end:
+            page_end = min((a | 0xFFF) + 1, end)
+            self.fault.access(task, np.array([a], np.uint64), write)
+            t = mm.pte_tables[a >> PMD_SHIFT]
+            pfn = pte_pfn(int(t.entries[(a >> 12) & 511]))
+            off = a & 0xFFF
+            if write:
+                self.frames.write(pfn, off, data[a - addr:page_end - addr])
+            else:
+                out += self.frames.read(pfn, off, page_end - a)
+            a = page_end
+        return bytes(out) if out is not None else None
+
+    # ------------------------------------------------------------ mm lifecycle
+    def mm_alloc(self, owner=None) -> MmStruct:
+        mm = MmStruct(self, owner)
+        self.pgt.pgd_alloc(mm)
+        mm.mmap_base = STACK_TOP - (128 << 20)
+        return mm
+
+    def mmgrab(self, mm: MmStruct, why: str = "") -> None:
+        self._check_live(mm, "mmgrab")
+        mm.mm_count += 1
+
+    def mmdrop(self, mm: MmStruct, why: str = "") -> None:
+        self._check_live(mm, "mmdrop")
+        if mm.mm_count <= 0:
+            raise KernelBug(f"mm_count underflow on mm of pid {mm.owner_pid}")
+        mm.mm_count -= 1
+        if mm.mm_count == 0:
+            self.__mmdrop(mm)
+
+    def mmget(self, mm: MmStruct) -> None:
+        self._check_live(mm, "mmget")
+        if mm.mm_users <= 0:
+            raise KernelBug(f"mmget on mm of pid {mm.owner_pid} whose mm_users is 0")
+        mm.mm_users += 1
+
+    def mmget_not_zero(self, mm: MmStruct) -> bool:
+        self._check_live(mm, "mmget_not_zero")
+        if mm.mm_users == 0:
+            return False
+        mm.mm_users += 1
+        return True
+
+    def mmput(self, mm: MmStruct) -> None:
+        self._check_live(mm, "mmput")
+        if mm.mm_users <= 0:
+            raise KernelBug(f"mm_users underflow on mm of pid {mm.owner_pid}")
+        self.might_sleep("kernel/fork.c", 1081)
+        mm.mm_users -= 1
+        if mm.mm_users == 0:
+            self.exit_mmap(mm)
+            self.mmdrop(mm, "users")
+
+    def get_task_mm(self, task):
+        mm = task.mm
+        if mm is None or task.is_kthread:
+            return None
+        self.mmget(mm)
+        return mm
+
+    def _check_live(self, mm: MmStruct, op: str) -> None:
+        if mm.freed:
+            raise KernelBug(f"use-after-free: {op} on the freed mm of pid {mm.owner_pid}")
+
+    def __mmdrop(self, mm: MmStruct) -> None:
+        if mm is self.init_mm:
+            raise KernelBug("__mmdrop of init_mm")
+        for name, val in zip(("MM_FILEPAGES", "MM_ANONPAGES", "MM_SWAPENTS", "MM_SHMEMPAGES"), mm.rss_stat):
+            if val:
+                self.printk(f"BUG: Bad rss-counter state mm:{mm.id:#x} type:{name} val:{val}")
+        if mm.pgtables_bytes:
+            self.printk(f"BUG: non-zero pgtables_bytes on freeing mm: {mm.pgtables_bytes}")
+        self.pgt.pgd_free(mm)
+        mm.notifier_subscriptions = None
+        mm.freed = True
+        if self.config.trace_mm:
+            self.printk(f"__mmdrop: mm {mm.id:#x} of pid {mm.owner_pid}")
+
+    def exit_mmap(self, mm: MmStruct) -> None:
+        from .mm.mmu_gather import MmuGather
+        self.mmu_notifiers.release(mm)
+        self.vmscan.lru_add_drain()
+        vmas = list(mm.vmas)
+        tlb = MmuGather(self, mm, 0, (1 << 64) - 1, fullmm=True)
+        self.memory.unmap_vmas(tlb, vmas, 0, (1 << 64) - 1)
+        ctx = self.current_ctx()
+        ctx.pt_exempt += 1
+        try:
+            self.mmap.free_pgtables(tlb, mm, vmas, 0, 0)
+        finally:
+            ctx.pt_exempt -= 1
+        tlb.tlb_finish_mmu()
+        nr_accounted = 0
+        for v in vmas:
+            if v.vm_flags & VM_ACCOUNT:
+                nr_accounted += v.vma_pages()
+            if v.shmem is not None:
+                v.shmem.put(self)
+        mm.vmas.clear()
+        mm._starts.clear()
+        mm.map_count = 0
+        if nr_accounted:
+            self.overcommit.vm_unacct_memory(nr_accounted)
+
+    # ------------------------------------------------------------ tasks
+    def spawn(self, name: str = "task", uid: int = 0, reap: bool = True) -> Task:
+        """A new user task as after fork+exec: an mm with a 132 KiB stack VMA and an empty heap."""
+        t = Task(self, self.alloc_pid(), name[:15], uid)
+        t.autoreap = reap
+        mm = self.mm_alloc(t)
+        t.mm = t.active_mm = mm
+        self.tasks[t.pid] = t
+        mm.start_brk = mm.brk = DEFAULT_BRK
+        mm.start_data = mm.end_data = DEFAULT_BRK
+        prev_cpu_ctx = self._cur_cpu
+        self.sched.run_on_cpu(t)
+        try:
+            stack = Vma(mm, STACK_TOP - 4096, STACK_TOP, VM_STACK_FLAGS)
+            stack.vm_pgoff = stack.vm_start >> 12
+            stack.vm_page_prot = vm_get_page_prot(stack.vm_flags)
+            self.overcommit.security_vm_enough_memory_mm(mm, 1, t)
+            self.mmap.vma_link(mm, stack)
+            self.mmap.vm_stat_account(mm, stack.vm_flags, 1)
+            stack.name = "[stack]"
+            self.mmap.expand_downwards(t, stack, STACK_TOP - 4096 - (128 << 10))
+            mm.start_stack = STACK_TOP - 4096
+        except Errno:
+            self.tasks.pop(t.pid)
+            raise
+        finally:
+            self._cur_cpu = prev_cpu_ctx
+        return t
+
+    def do_fork(self, parent: Task, name: str | None) -> Task:
+        child = Task(self, self.alloc_pid(), name or parent.comm, parent.uid)
+        child.autoreap = True
+        child.cpu = parent.cpu
+        child.rlimits = dict(parent.rlimits)
+        child.oom_score_adj = parent.oom_score_adj
+        mm = self.dup_mm(parent, child)
+        child.mm = child.active_mm = mm
+        child.parent = parent
+        parent.children.append(child)
+        self.tasks[child.pid] = child
+        return child
+
+    def dup_mm(self, parent: Task, child: Task) -> MmStruct:
+        old = parent.mm
+        mm = self.mm_alloc(child)
+        for f in ("start_brk", "brk", "start_stack", "start_data", "end_data", "start_code",
+                  "end_code", "mmap_base", "def_flags", "total_vm", "data_vm", "exec_vm", "stack_vm"):
+            setattr(mm, f, getattr(old, f))
+        try:
+            for v in old.vmas:
+                if v.vm_flags & 0x20000:  # VM_DONTCOPY
+                    self.mmap.vm_stat_account(mm, v.vm_flags, -v.vma_pages())
+                    continue
+                if v.vm_flags & VM_ACCOUNT:
+                    self.overcommit.security_vm_enough_memory_mm(old, v.vma_pages(), parent)
+                n = Vma(mm, v.vm_start, v.vm_end, v.vm_flags & ~(0x2000 | 0x80000), v.vm_pgoff, v.vm_file)
+                n.vm_page_prot = v.vm_page_prot
+                n.name = v.name
+                n.shmem = v.shmem
+                if n.shmem is not None:
+                    n.shmem.get()
+                if v.vm_flags & VM_WIPEONFORK:
+                    pass
+                else:
+                    self.rmap.anon_vma_fork(n, v)
+                self.mmap.vma_link(mm, n)
+                if not v.vm_flags & VM_WIPEONFORK:
+                    if self.memory.copy_page_range(mm, old, v, n):
+                        raise ENOMEM("fork: page-table allocation failed")
+        except ENOMEM:
+            self.mmput(mm)
+            raise
+        mm.hiwater_rss = mm.get_mm_rss()
+        mm.hiwater_vm = mm.total_vm
+        self.flush_tlb_mm_range(old, 0, 1 << 64, False)
+        return mm
+
+    def do_exit(self, task: Task, code: int = 0) -> None:
+        """do_exit(): exit_mm, the final context switch, and reaping unless reap=False."""
+        self.exit_mm(task)
+        task.state = "Z"
+        task.exit_code = code
+        cpu = self.sched.cpus[task.cpu]
+        if cpu.curr is task:
+            self.sched.switch_to_idle(cpu)
+        if getattr(task, "autoreap", True):
+            self.reap(task)
+
+    def exit_mm(self, task) -> None:
+        mm = task.mm
+        if mm is None:
+            return
+        self.vmscan.lru_add_drain()
+        self.mmgrab(mm, "exit_mm")
+        task.mm = None
+        cpu = self.sched.cpus[task.cpu]
+        if cpu.curr is task:
+            self.sched.enter_lazy_tlb(cpu)
+        else:
+            task.active_mm = None
+            self.mmdrop(mm, "exit_mm")
+        self.mmput(mm)
+
+    def reap(self, task) -> None:
+        if task.state != "Z":
+            raise ESRCH(f"reap: task {task.pid} is not a zombie")
+        task.state = "X"
+        self.tasks.pop(task.pid, None)
+        if task.parent is not None and task in task.parent.children:
+            task.parent.children.remove(task)
+
+    def kill_task(self, task, signo: int) -> None:
+        """SIGKILL delivered: the task exits (its memory is freed now)."""
+        task.signals.append((signo, 0, None))
+        if task.state == "R":
+            prev = self._cur_cpu
+            self.do_exit(task, 128 + signo)
+            self._cur_cpu = prev
+
+    # ------------------------------------------------------------ /proc and /sys
+    def read_file(self, path: str, offset: int = 0, size: int | None = None):
+        return self.procfs.read(path, offset, size)
+
+    def write_file(self, path: str, text) -> None:
+        self.procfs.write(path, text)
+
+    # ------------------------------------------------------------ mmu notifier API
+    def mmu_notifier_register(self, mn, mm) -> int:
+        return self.mmu_notifiers.register_locked(mn, mm)
+
+    def mmu_notifier_register_locked(self, mn, mm) -> int:
+        return self.mmu_notifiers.register_locked(mn, mm)
+
+    def mmu_notifier_unregister(self, mn, mm) -> None:
+        self.mmu_notifiers.unregister(mn, mm)
+
+    def mmu_notifier_get(self, ops, mm):
+        return self.mmu_notifiers.get_locked(ops, mm)
+
+    def mmu_notifier_put(self, mn) -> None:
+        self.mmu_notifiers.put(mn)
+
+    def mmu_notifier_synchronize(self) -> None:
+        self.mmu_notifiers.synchronize()
+
+    def mmu_interval_notifier_insert(self, sub, mm, start: int, length: int, ops) -> int:
+        return self.mmu_notifiers.interval_insert_locked(sub, mm, start, length, ops)
+
+    mmu_interval_notifier_insert_locked = mmu_interval_notifier_insert
+
+    def mmu_interval_notifier_remove(self, sub) -> None:
+        self.mmu_notifiers.interval_remove(sub)
+
+    def mmu_interval_read_begin(self, sub) -> int:
+        return self.mmu_notifiers.read_begin(sub)
+
+    @staticmethod
+    def mmu_interval_read_retry(sub, seq: int) -> bool:
+        return sub.invalidate_seq != seq
+
+    mmu_interval_check_retry = mmu_interval_read_retry
+
+    def mmu_notifier_invalidate_range_start(self, rng) -> int:
+        return self.mmu_notifiers.invalidate_range_start(rng)
+
+    def mmu_notifier_invalidate_range_start_nonblock(self, rng) -> int:
+        return self.mmu_notifiers.invalidate_range_start(rng, blockable=False)
+
+    def mmu_notifier_invalidate_range_end(self, rng) -> None:
+        self.mmu_notifiers.invalidate_range_end(rng)
+
+    # ------------------------------------------------------------ checks
+    def check(self) -> None:
+        """Verify every invariant; raise KernelBug naming the first broken one."""
+        from .mm.debug import check_kernel
+        check_kernel(self)
+
+
+setattr(Kernel, "__free_pages", Kernel.free_pages)

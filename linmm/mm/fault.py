@@ -1,0 +1,206 @@
+"""The x86 user page-fault handler and the simulated MMU (arch/x86/mm/fault.c).
+
+``access()`` replays many accesses at once: present PTEs with the right
+permission only get their accessed/dirty bits set, as hardware does; the
+others are handled by do_user_addr_fault in program order.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ENOMEM, EPERM, Signal
+from ..uapi import SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGKILL, SIGSEGV, BUS_ADRERR
+from .memory import (FAULT_FLAG_USER, FAULT_FLAG_WRITE, VM_FAULT_OOM, VM_FAULT_SIGBUS,
+                     VM_FAULT_SIGSEGV)
+from .mm_types import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE
+from .pgtable import PMD_SHIFT, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER
+
+CHUNK = 1 << 20
+_U12, _U9 = np.uint64(12), np.uint64(9)
+
+
+class Fault:
+    def __init__(self, k):
+        self.k = k
+
+    def bad_area(self, task, addr: int, code: int):
+        task.signals.append((SIGSEGV, code, addr))
+        return Signal(SIGSEGV, code, addr, task.pid)
+
+    def find_good_vma(self, task, addr: int, write: bool, present: bool):
+        """The VMA for a fault at addr, growing the stack; raises Signal otherwise."""
+        k = self.k
+        mm = task.mm
+        vma = k.mmap.find_vma(mm, addr)
+        if vma is None:
+            raise self.bad_area(task, addr, SEGV_MAPERR)
+        if vma.vm_start > addr:
+            if not vma.vm_flags & VM_GROWSDOWN:
+                raise self.bad_area(task, addr, SEGV_MAPERR)
+            try:
+                k.mmap.expand_downwards(task, vma, addr)
+            except (ENOMEM, EPERM):
+                raise self.bad_area(task, addr, SEGV_MAPERR) from None
+        if write:
+            if not vma.vm_flags & VM_WRITE:
+                raise self.bad_area(task, addr, SEGV_ACCERR)
+        elif present or not vma.vm_flags & (VM_READ | VM_EXEC | VM_WRITE):
+            raise self.bad_area(task, addr, SEGV_ACCERR)
+        return vma
+
+    def do_user_addr_fault(self, task, addr: int, write: bool) -> None:
+        """One user fault; raises Signal (recorded on the task) on SIGSEGV/SIGBUS/OOM kill."""
+        k = self.k
+        present = self.pte_present_user(task.mm, addr)
+        vma = self.find_good_vma(task, addr, write, present and not write)
+        while True:
+            ret = k.memory.handle_mm_fault(vma, addr, FAULT_FLAG_USER | (FAULT_FLAG_WRITE if write else 0))
+            if not ret & (VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV):
+                task.min_flt += 1
+                return
+            if ret & VM_FAULT_OOM:
+                self.pagefault_out_of_memory(task)
+                continue
+            if ret & VM_FAULT_SIGBUS:
+                task.signals.append((SIGBUS, BUS_ADRERR, addr))
+                raise Signal(SIGBUS, BUS_ADRERR, addr, task.pid)
+            raise self.bad_area(task, addr, SEGV_MAPERR)
+
+    def pagefault_out_of_memory(self, task) -> None:
+        k = self.k
+        if not k.oom.out_of_memory(0, 0) or task.oom_victim:
+            if not task.oom_victim:
+                k.kill_task(task, SIGKILL)
+            raise Signal(SIGKILL, 0, None, task.pid)
+
+    @staticmethod
+    def pte_present_user(mm, addr: int) -> bool:
+        t = mm.pte_tables.get(addr >> PMD_SHIFT)
+        return t is not None and bool(int(t.entries[(addr >> 12) & 511]) & _PAGE_PRESENT)
+
+    # ------------------------------------------------------------ the MMU
+    def access(self, task, addresses: np.ndarray, writes) -> None:
+        """Replay accesses in order; faults in program order, A/D bits as hardware."""
+        addresses = np.ascontiguousarray(addresses, dtype=np.uint64)
+        n = len(addresses)
+        if np.isscalar(writes) or np.ndim(writes) == 0:
+            wall = bool(writes)
+            warr = None
+        else:
+            warr = np.ascontiguousarray(writes, dtype=bool)
+            if len(warr) != n:
+                raise ValueError("access: writes must be a bool or an array as long as addresses")
+            wall = None
+        for s in range(0, n, CHUNK):
+            a = addresses[s:s + CHUNK]
+            w = warr[s:s + CHUNK] if warr is not None else wall
+            self._access_chunk(task, a, w)
+
+    def _lookup(self, mm, a: np.ndarray, w):
+        keys, rows = mm.pte_index_arrays()
+        pmd = a >> np.uint64(PMD_SHIFT)
+        if len(keys) == 0:
+            return None, np.zeros(len(a), bool)
+        pos = np.searchsorted(keys, pmd)
+        pos[pos == len(keys)] = 0
+        hit = keys[pos] == pmd
+        flat = rows[pos] * 512 + ((a >> _U12) & np.uint64(511)).astype(np.int64)
+        flat[~hit] = 0
+        ptes = mm.pte_pool.reshape(-1)[flat]
+        need = np.uint64(_PAGE_PRESENT | _PAGE_USER)
+        ok = hit & ((ptes & need) == need)
+        if w is True:
+            ok &= (ptes & np.uint64(_PAGE_RW)) != 0
+        elif w is not False:
+            ok &= ~w | ((ptes & np.uint64(_PAGE_RW)) != 0)
+        return flat, ok
+
+    def _set_ad(self, mm, flat: np.ndarray, ok: np.ndarray, w) -> None:
+        pool = mm.pte_pool.reshape(-1)
+        idx = flat[ok]
+        pool[idx] = pool[idx] | np.uint64(_PAGE_ACCESSED)
+        if w is True:
+            pool[idx] = pool[idx] | np.uint64(_PAGE_DIRTY)
+        elif w is not False:
+            wi = flat[ok & w]
+            pool[wi] = pool[wi] | np.uint64(_PAGE_DIRTY)
+
+    def _access_chunk(self, task, a: np.ndarray, w) -> None:
+        mm = task.mm
+        start = 0
+        while start < len(a):
+            sub = a[start:]
+            wsub = w if isinstance(w, bool) else w[start:]
+            flat, ok = self._lookup(mm, sub, wsub)
+            bad = np.flatnonzero(~ok)
+            if not len(bad):
+                self._set_ad(mm, flat, ok, wsub)
+                return
+            f = int(bad[0])
+            if f:
+                self._set_ad(mm, flat[:f], ok[:f], wsub if isinstance(wsub, bool) else wsub[:f])
+            nbad = self._fault_batch(task, sub, wsub, bad)
+            start += f if nbad == 0 else f
+            # after the batch the first bad access is now ok; continue from it
+
+    def _fault_batch(self, task, a: np.ndarray, w, bad: np.ndarray) -> int:
+        """Handle the faults of the not-ok accesses `bad` (indices into a) in order."""
+        k = self.k
+        pages = a[bad] >> _U12
+        wb = np.full(len(bad), w) if isinstance(w, bool) else w[bad]
+        uniq, first = np.unique(pages, return_index=True)
+        order = np.argsort(first, kind="stable")
+        uniq, first = uniq[order], first[order]
+        # stop before a repeat write to a page whose first fault was a read
+        inv = np.searchsorted(uniq[np.argsort(uniq)], pages)
+        rank = np.argsort(uniq)[inv]
+        first_read = ~wb[first]
+        danger = (np.arange(len(bad)) != first[rank]) & wb & first_read[rank]
+        limit = int(np.flatnonzero(danger)[0]) if danger.any() else len(bad)
+        sel = first < limit
+        uniq, first = uniq[sel], first[sel]
+        fw = wb[first]
+        mm = task.mm
+        i = 0
+        n = len(uniq)
+        while i < n:
+            addr = int(uniq[i]) << 12
+            write = bool(fw[i])
+            vma = k.mmap.find_vma(mm, addr)
+            t = mm.pte_tables.get(addr >> PMD_SHIFT)
+            none = t is None or int(t.entries[(addr >> 12) & 511]) == 0
+            if vma is not None and vma.vm_start <= addr and none and vma.is_anonymous() and \
+                    (vma.vm_flags & (VM_WRITE if write else (VM_READ | VM_WRITE | VM_EXEC))):
+                # a run of first-touch anon faults of the same kind in this VMA
+                j = i + 1
+                while j < n and bool(fw[j]) == write:
+                    aj = int(uniq[j]) << 12
+                    if not vma.vm_start <= aj < vma.vm_end:
+                        break
+                    tj = mm.pte_tables.get(aj >> PMD_SHIFT)
+                    if tj is not None and int(tj.entries[(aj >> 12) & 511]) != 0:
+                        break
+                    j += 1
+                addrs = uniq[i:j] << _U12
+                done = k.memory.do_anonymous_pages(vma, addrs, write)
+                task.min_flt += done
+                if done < j - i:
+                    self.pagefault_out_of_memory(task)
+                    return 1
+                i = j
+                continue
+            try:
+                self.do_user_addr_fault(task, addr | (int(a[bad[first[i]]]) & 0xFFF), write)
+            except Signal:
+                self._finish_before(task, a, w, bad[first[i]])
+                raise
+            i += 1
+        return 1
+
+    def _finish_before(self, task, a, w, upto: int) -> None:
+        """Before raising a signal at access `upto`, the earlier accesses happened."""
+        if upto:
+            sub = a[:upto]
+            wsub = w if isinstance(w, bool) else w[:upto]
+            flat, ok = self._lookup(task.mm, sub, wsub)
+            self._set_ad(task.mm, flat, ok, wsub)

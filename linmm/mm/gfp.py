@@ -1,0 +1,99 @@
+"""GFP flags and their zone / migratetype mapping (v5.7 include/linux/gfp.h)."""
+from __future__ import annotations
+
+from .memory_model import ZONE_DMA, ZONE_DMA32, ZONE_MOVABLE, ZONE_NORMAL
+
+__GFP_DMA = 0x01
+__GFP_HIGHMEM = 0x02
+__GFP_DMA32 = 0x04
+__GFP_MOVABLE = 0x08
+__GFP_RECLAIMABLE = 0x10
+__GFP_HIGH = 0x20
+__GFP_IO = 0x40
+__GFP_FS = 0x80
+__GFP_ZERO = 0x100
+__GFP_ATOMIC = 0x200
+__GFP_DIRECT_RECLAIM = 0x400
+__GFP_KSWAPD_RECLAIM = 0x800
+__GFP_WRITE = 0x1000
+__GFP_NOWARN = 0x2000
+__GFP_RETRY_MAYFAIL = 0x4000
+__GFP_NOFAIL = 0x8000
+__GFP_NORETRY = 0x10000
+__GFP_MEMALLOC = 0x20000
+__GFP_COMP = 0x40000
+__GFP_NOMEMALLOC = 0x80000
+__GFP_HARDWALL = 0x100000
+__GFP_THISNODE = 0x200000
+__GFP_ACCOUNT = 0x400000
+__GFP_RECLAIM = __GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM
+
+GFP_ATOMIC = __GFP_HIGH | __GFP_ATOMIC | __GFP_KSWAPD_RECLAIM
+GFP_KERNEL = __GFP_RECLAIM | __GFP_IO | __GFP_FS
+GFP_KERNEL_ACCOUNT = GFP_KERNEL | __GFP_ACCOUNT
+GFP_NOWAIT = __GFP_KSWAPD_RECLAIM
+GFP_NOIO = __GFP_RECLAIM
+GFP_NOFS = __GFP_RECLAIM | __GFP_IO
+GFP_USER = __GFP_RECLAIM | __GFP_IO | __GFP_FS | __GFP_HARDWALL
+GFP_DMA = __GFP_DMA
+GFP_DMA32 = __GFP_DMA32
+GFP_HIGHUSER = GFP_USER | __GFP_HIGHMEM
+GFP_HIGHUSER_MOVABLE = GFP_HIGHUSER | __GFP_MOVABLE
+GFP_TRANSHUGE_LIGHT = (GFP_HIGHUSER_MOVABLE | __GFP_COMP | __GFP_NOMEMALLOC | __GFP_NOWARN) & ~__GFP_RECLAIM
+GFP_TRANSHUGE = GFP_TRANSHUGE_LIGHT | __GFP_DIRECT_RECLAIM
+GFP_PGTABLE_USER = GFP_KERNEL | __GFP_ZERO | __GFP_ACCOUNT
+
+MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE = 0, 1, 2
+MIGRATE_PCPTYPES = 3
+MIGRATE_HIGHATOMIC = MIGRATE_PCPTYPES
+MIGRATE_ISOLATE = 4
+MIGRATE_TYPES = 5
+MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate")
+
+_GFP_NAMES = [(GFP_TRANSHUGE, "GFP_TRANSHUGE"), (GFP_TRANSHUGE_LIGHT, "GFP_TRANSHUGE_LIGHT"),
+              (GFP_HIGHUSER_MOVABLE, "GFP_HIGHUSER_MOVABLE"), (GFP_HIGHUSER, "GFP_HIGHUSER"),
+              (GFP_USER, "GFP_USER"), (GFP_KERNEL_ACCOUNT, "GFP_KERNEL_ACCOUNT"),
+              (GFP_KERNEL, "GFP_KERNEL"), (GFP_NOFS, "GFP_NOFS"), (GFP_ATOMIC, "GFP_ATOMIC"),
+              (GFP_NOIO, "GFP_NOIO"), (GFP_NOWAIT, "GFP_NOWAIT")]
+_BIT_NAMES = {v: k for k, v in globals().items() if k.startswith("__GFP_") and k != "__GFP_RECLAIM"}
+
+
+def gfp_zone(gfp: int) -> int:
+    """GFP_ZONE_TABLE for x86_64 (no ZONE_HIGHMEM: __GFP_HIGHMEM means Normal)."""
+    if gfp & __GFP_DMA:
+        return ZONE_DMA
+    if gfp & __GFP_DMA32:
+        return ZONE_DMA32
+    if gfp & __GFP_MOVABLE and gfp & __GFP_HIGHMEM:
+        return ZONE_MOVABLE
+    return ZONE_NORMAL
+
+
+def gfp_migratetype(gfp: int) -> int:
+    """gfpflags_to_migratetype()."""
+    return (gfp & (__GFP_RECLAIMABLE | __GFP_MOVABLE)) >> 3
+
+
+def gfpflags_allow_blocking(gfp: int) -> bool:
+    return bool(gfp & __GFP_DIRECT_RECLAIM)
+
+
+def format_gfp(gfp: int) -> str:
+    """%pGg: the compound name first, then the remaining __GFP_ bits."""
+    parts, rest = [], gfp
+    for val, name in _GFP_NAMES:
+        if rest & val == val:
+            parts.append(name)
+            rest &= ~val
+            break
+    for b in range(24):
+        if rest & (1 << b) and (1 << b) in _BIT_NAMES:
+            parts.append(_BIT_NAMES[1 << b])
+    return "|".join(parts) if parts else "0"
+
+# Single-underscore aliases: a "__GFP_X" name written inside a Python class
+# body is name-mangled, so class code uses "_GFP_X" for the same bit.
+for _n, _v in list(globals().items()):
+    if _n.startswith("__GFP_"):
+        globals()["_GFP_" + _n[6:]] = _v
+del _n, _v

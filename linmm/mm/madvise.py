@@ -1,0 +1,170 @@
+"""madvise(2) (mm/madvise.c)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import EAGAIN, EINVAL, ENOMEM
+from ..uapi import (MADV_COLD, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP, MADV_DONTFORK,
+                    MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_HWPOISON, MADV_KEEPONFORK,
+                    MADV_MERGEABLE, MADV_NOHUGEPAGE, MADV_NORMAL, MADV_PAGEOUT, MADV_RANDOM,
+                    MADV_REMOVE, MADV_SEQUENTIAL, MADV_SOFT_OFFLINE, MADV_UNMERGEABLE,
+                    MADV_WILLNEED, MADV_WIPEONFORK)
+from .mm_types import (VM_DONTCOPY, VM_DONTDUMP, VM_HUGEPAGE, VM_HUGETLB, VM_IO, VM_LOCKED,
+                       VM_NOHUGEPAGE, VM_PFNMAP, VM_RAND_READ, VM_SEQ_READ, VM_SHARED, VM_SPECIAL,
+                       VM_WIPEONFORK, Vma)
+from .mmu_notifier import MMU_NOTIFY_CLEAR, MmuNotifierRange
+from .page import PG_dirty
+from .pgtable import PMD_SHIFT, pte_mkclean, pte_mkold, pte_present
+
+_VALID = {MADV_DOFORK, MADV_DONTFORK, MADV_NORMAL, MADV_SEQUENTIAL, MADV_RANDOM, MADV_REMOVE,
+          MADV_WILLNEED, MADV_DONTNEED, MADV_FREE, MADV_COLD, MADV_PAGEOUT, MADV_MERGEABLE,
+          MADV_UNMERGEABLE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_DONTDUMP, MADV_DODUMP,
+          MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_HWPOISON, MADV_SOFT_OFFLINE}
+# advice whose effect the model does not have yet: accepted and validated, but
+# they belong to later subsystems (KSM, THP, hwpoison, reclaim of cold pages)
+_LATER = {MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_COLD, MADV_PAGEOUT, MADV_HWPOISON,
+          MADV_SOFT_OFFLINE, MADV_REMOVE}
+
+
+class Madvise:
+    def __init__(self, k):
+        self.k = k
+
+    def do_madvise(self, task, start: int, len_in: int, behavior: int) -> None:
+        k = self.k
+        mm = task.mm
+        if behavior not in _VALID:
+            raise EINVAL(f"madvise: unknown advice {behavior}")
+        if behavior in _LATER:
+            raise EINVAL(f"madvise: advice {behavior} needs a subsystem linmm does not model yet")
+        if start & 0xFFF:
+            raise EINVAL("madvise: unaligned start")
+        length = (len_in + 0xFFF) & ~0xFFF
+        if len_in and not length:
+            raise EINVAL("madvise: length rounds to 0")
+        end = start + length
+        if end < start or end > 1 << 64:
+            raise EINVAL("madvise: range wraps")
+        if end == start:
+            return
+        unmapped_error = None
+        vma = k.mmap.find_vma(mm, start)
+        while True:
+            if vma is None:
+                raise ENOMEM("madvise: unmapped range")
+            if start < vma.vm_start:
+                unmapped_error = ENOMEM
+                start = vma.vm_start
+                if start >= end:
+                    raise ENOMEM("madvise: unmapped range")
+            tmp = min(vma.vm_end, end)
+            vma = self.madvise_vma(task, vma, start, tmp, behavior)
+            start = max(tmp, vma.vm_end)
+            if start >= end:
+                break
+            vma = k.mmap.find_vma(mm, start)
+        if unmapped_error:
+            raise unmapped_error("madvise: range has unmapped parts")
+
+    def madvise_vma(self, task, vma: Vma, start: int, end: int, behavior: int) -> Vma:
+        k = self.k
+        if behavior == MADV_WILLNEED:
+            k.vmscan.lru_add_drain()
+            return vma
+        if behavior in (MADV_DONTNEED, MADV_FREE):
+            if vma.vm_flags & (VM_LOCKED | VM_HUGETLB | VM_PFNMAP):
+                raise EINVAL("madvise: locked, hugetlb or pfnmap mapping")
+            if behavior == MADV_DONTNEED:
+                k.memory.zap_page_range(vma, start, end - start)
+            else:
+                self.madvise_free_single_vma(vma, start, end)
+            return vma
+        return self.madvise_behavior(vma, start, end, behavior)
+
+    def madvise_behavior(self, vma: Vma, start: int, end: int, behavior: int) -> Vma:
+        k = self.k
+        mm = vma.vm_mm
+        f = vma.vm_flags
+        if behavior == MADV_NORMAL:
+            f &= ~(VM_RAND_READ | VM_SEQ_READ)
+        elif behavior == MADV_SEQUENTIAL:
+            f = (f & ~VM_RAND_READ) | VM_SEQ_READ
+        elif behavior == MADV_RANDOM:
+            f = (f & ~VM_SEQ_READ) | VM_RAND_READ
+        elif behavior == MADV_DONTFORK:
+            f |= VM_DONTCOPY
+        elif behavior == MADV_DOFORK:
+            if vma.vm_flags & VM_IO:
+                raise EINVAL("madvise: MADV_DOFORK on VM_IO")
+            f &= ~VM_DONTCOPY
+        elif behavior == MADV_WIPEONFORK:
+            if vma.vm_file is not None or vma.shmem is not None or vma.vm_flags & VM_SHARED:
+                raise EINVAL("madvise: MADV_WIPEONFORK on a shared or file mapping")
+            f |= VM_WIPEONFORK
+        elif behavior == MADV_KEEPONFORK:
+            f &= ~VM_WIPEONFORK
+        elif behavior == MADV_DONTDUMP:
+            f |= VM_DONTDUMP
+        elif behavior == MADV_DODUMP:
+            if not vma.vm_flags & VM_HUGETLB and f & VM_SPECIAL:
+                raise EINVAL("madvise: MADV_DODUMP on a special mapping")
+            f &= ~VM_DONTDUMP
+        elif behavior == MADV_HUGEPAGE:
+            f = (f & ~VM_NOHUGEPAGE) | VM_HUGEPAGE
+        elif behavior == MADV_NOHUGEPAGE:
+            f = (f & ~VM_HUGEPAGE) | VM_NOHUGEPAGE
+        if f == vma.vm_flags:
+            return vma
+        try:
+            if start != vma.vm_start:
+                if mm.map_count >= k.mmap.max_map_count:
+                    raise ENOMEM
+                k.mmap.split_vma(mm, vma, start, new_below=True)
+            if end != vma.vm_end:
+                if mm.map_count >= k.mmap.max_map_count:
+                    raise ENOMEM
+                k.mmap.split_vma(mm, vma, end, new_below=False)
+        except ENOMEM:
+            raise EAGAIN("madvise: cannot split the mapping (max_map_count)") from None
+        vma.vm_flags = f
+        return k.mmap.try_merge_around(mm, vma)
+
+    def madvise_free_single_vma(self, vma: Vma, start: int, end: int) -> None:
+        """MADV_FREE: clean, old PTEs; exclusively mapped anon pages become lazyfree."""
+        k = self.k
+        if not vma.is_anonymous():
+            raise EINVAL("madvise: MADV_FREE on a non-anonymous mapping")
+        mm = vma.vm_mm
+        start, end = max(start, vma.vm_start), min(end, vma.vm_end)
+        if start >= end:
+            return
+        rng = MmuNotifierRange(MMU_NOTIFY_CLEAR, 0, vma, mm, start, end)
+        k.vmscan.lru_add_drain()
+        mm.update_hiwater_rss()
+        k.mmu_notifiers.invalidate_range_start(rng)
+        memmap = k.memmap
+        a = start
+        while a < end:
+            nxt = min(((a >> PMD_SHIFT) + 1) << PMD_SHIFT, end)
+            t = mm.pte_tables.get(a >> PMD_SHIFT)
+            if t is not None:
+                i0 = (a >> 12) & 511
+                ptl = k.memory._ptl(mm, t)
+                k.pgt.spin_lock(ptl)
+                for off in np.nonzero(t.entries[i0:i0 + ((nxt - a) >> 12)])[0].tolist():
+                    addr = a + (off << 12)
+                    pte = int(t.entries[i0 + off])
+                    if not pte_present(pte):
+                        continue
+                    pfn = k.memory.vm_normal_page(vma, addr, pte)
+                    if pfn is None or memmap.page_mapcount(pfn) != 1:
+                        continue
+                    memmap.clear(pfn, PG_dirty)
+                    new = pte_mkclean(pte_mkold(pte))
+                    if new != pte:
+                        k.pgt.set_entry(t, i0 + off, new, "set_pte_at", addr)
+                        k.flush_tlb_mm_range(mm, addr, addr + 4096, False)
+                    k.vmscan.mark_page_lazyfree(pfn)
+                k.pgt.spin_unlock(ptl)
+            a = nxt
+        k.mmu_notifiers.invalidate_range_end(rng)

@@ -1,0 +1,258 @@
+"""Physical memory layout: e820, memblock, sections, nodes, pfn <-> page.
+
+memory-model.rst / memory-model.md: the "vm" layout is the e820 map a KVM
+guest gets; SPARSEMEM sections are 128 MiB; the memmap (64 bytes of struct
+page per page) is reserved top-down at the end of each node.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError, KernelBug
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 4096
+SECTION_SIZE_BITS = 27
+PFN_SECTION_SHIFT = SECTION_SIZE_BITS - PAGE_SHIFT
+PAGES_PER_SECTION = 1 << PFN_SECTION_SHIFT
+SUBSECTION_SHIFT = 21
+PAGES_PER_SUBSECTION = 1 << (SUBSECTION_SHIFT - PAGE_SHIFT)
+SECTION_MARKED_PRESENT, SECTION_HAS_MEM_MAP, SECTION_IS_ONLINE, SECTION_IS_EARLY = 1, 2, 4, 8
+STRUCT_PAGE_SIZE = 64
+MAX_ORDER = 11
+MAX_ORDER_NR_PAGES = 1 << (MAX_ORDER - 1)
+pageblock_order = 9
+pageblock_nr_pages = 1 << pageblock_order
+MAX_DMA_PFN = 4096
+MAX_DMA32_PFN = 1 << 20
+VMEMMAP_START = 0xFFFFEA0000000000
+PAGE_OFFSET = 0xFFFF888000000000
+PHYSICAL_START = 16 << 20
+
+# zone indices, x86_64 order (mmzone.h)
+ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE, ZONE_DEVICE = range(5)
+MAX_NR_ZONES = 5
+ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable", "Device")
+
+
+def pfn_to_section_nr(pfn: int) -> int:
+    return pfn >> PFN_SECTION_SHIFT
+
+
+def section_nr_to_pfn(nr: int) -> int:
+    return nr << PFN_SECTION_SHIFT
+
+
+@dataclass
+class E820Entry:
+    start: int
+    end: int  # exclusive, bytes
+    type: str  # "usable" | "reserved"
+
+
+@dataclass
+class Layout:
+    """What boot derives from the config before the memmap exists."""
+
+    e820_bios: list[E820Entry] = field(default_factory=list)
+    e820: list[E820Entry] = field(default_factory=list)
+    memory: list[tuple[int, int, int]] = field(default_factory=list)  # (start_pfn, end_pfn, nid)
+    reserved: list[tuple[int, int, str]] = field(default_factory=list)  # boot reservations
+    init_range: tuple[int, int] | None = None  # freed at the end of boot
+    max_pfn: int = 0
+    image_parts: dict = field(default_factory=dict)
+    zone_windows: list[tuple[int, int]] = field(default_factory=list)  # per zone idx (vm layout)
+    explicit_zones: list[dict] | None = None  # per node {zone_idx: (start, end)}
+    node_cpus: list[list[int]] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+    def present_pages(self) -> int:
+        return sum(e - s for s, e, _ in self.memory)
+
+
+def _vm_e820(ram: int) -> list[E820Entry]:
+    low = min(ram, 3 << 30)
+    high = ram - low
+    e = [E820Entry(0, 0x9FC00, "usable"), E820Entry(0x9FC00, 0x100000, "reserved"),
+         E820Entry(0x100000, low, "usable")]
+    if high:
+        e.append(E820Entry(1 << 32, (1 << 32) + high, "usable"))
+    return e
+
+
+def _split_nodes(sections: list[int], n: int) -> dict[int, int]:
+    s = len(sections)
+    if n > s:
+        raise ConfigError(f"nodes: {n} nodes but only {s} present sections")
+    out = {}
+    for i in range(n):
+        for j in range(i * s // n, (i + 1) * s // n):
+            out[sections[j]] = i
+    return out
+
+
+def build_layout(cfg) -> Layout:
+    """Boot steps 1 of memory-model.md: e820 -> mem= -> memblock -> reservations."""
+    lay = Layout()
+    if cfg.explicit:
+        return _explicit_layout(cfg, lay)
+    lay.e820_bios = _vm_e820(cfg.ram_bytes)
+    for e in lay.e820_bios:
+        lay.log.append(f"BIOS-e820: [mem {e.start:#018x}-{e.end - 1:#018x}] {e.type}")
+    # trim_bios_range: [0, 4096) -> reserved, usable RAM in [0xa0000, 0x100000) removed
+    lay.log.append("e820: update [mem 0x00000000-0x00000fff] usable ==> reserved")
+    lay.log.append("e820: remove [mem 0x000a0000-0x000fffff] usable")
+    ranges = []
+    for e in lay.e820_bios:
+        if e.type != "usable":
+            continue
+        s, t = e.start, e.end
+        if s < 4096:
+            s = 4096
+        if s < 0x100000 and t > 0xA0000:
+            t = min(t, 0xA0000)
+        s_pfn, e_pfn = (s + PAGE_SIZE - 1) >> PAGE_SHIFT, t >> PAGE_SHIFT
+        if e_pfn > s_pfn:
+            ranges.append((s_pfn, e_pfn))
+    mem = cfg.params.get("mem")
+    if mem:
+        limit = parse_mem(mem) >> PAGE_SHIFT
+        ranges = [(s, min(e, limit)) for s, e in ranges if s < limit]
+    lay.e820 = [E820Entry(s << PAGE_SHIFT, e << PAGE_SHIFT, "usable") for s, e in ranges]
+    lay.max_pfn = ranges[-1][1]
+    present_secs = sorted({sec for s, e in ranges
+                           for sec in range(pfn_to_section_nr(s), pfn_to_section_nr(e - 1) + 1)})
+    sec_nid = _split_nodes(present_secs, cfg.nodes)
+    for s, e in ranges:  # split ranges at node boundaries
+        cur = s
+        while cur < e:
+            nid = sec_nid[pfn_to_section_nr(cur)]
+            nxt = cur
+            while nxt < e and sec_nid.get(pfn_to_section_nr(nxt)) == nid:
+                nxt = min(e, section_nr_to_pfn(pfn_to_section_nr(nxt) + 1))
+            lay.memory.append((cur, nxt, nid))
+            cur = nxt
+    lay.node_cpus = [[c for c in range(cfg.cpus) if c * cfg.nodes // cfg.cpus == n]
+                     for n in range(cfg.nodes)]
+    lay.zone_windows = [(0, MAX_DMA_PFN), (MAX_DMA_PFN, MAX_DMA32_PFN),
+                        (MAX_DMA32_PFN, 1 << 60), (0, 0), (0, 0)]
+    _reserve_boot(cfg, lay)
+    return lay
+
+
+def parse_mem(text: str) -> int:
+    from ..config import memparse
+    return memparse(text)[0]
+
+
+def _reserve_boot(cfg, lay: Layout) -> None:
+    low = 64 << 10
+    if "reservelow" in cfg.params and cfg.params["reservelow"]:
+        low = max(4096, min(parse_mem(cfg.params["reservelow"]), 640 << 10))
+    lay.reserved.append((0, low >> PAGE_SHIFT, "reservelow"))
+    img = cfg.kernel_image_bytes >> PAGE_SHIFT
+    start = PHYSICAL_START >> PAGE_SHIFT
+    # code, rodata, rwdata, init, bss as fractions of the default 32M image
+    parts = [("code", img // 2), ("rodata", img // 4), ("rwdata", img // 8),
+             ("init", img // 16), ("bss", img - img // 2 - img // 4 - img // 8 - img // 16)]
+    cur = start
+    for name, n in parts:
+        lay.image_parts[name] = n
+        if name == "init":
+            lay.init_range = (cur, cur + n)
+        cur += n
+    lay.reserved.append((start, start + img, "kernel"))
+    # memmap: 512 pages per present section, top-down at the end of each node
+    for nid in sorted({n for _, _, n in lay.memory}):
+        secs = sorted({sec for s, e, n in lay.memory if n == nid
+                       for sec in range(pfn_to_section_nr(s), pfn_to_section_nr(e - 1) + 1)})
+        if cfg.memory_model == "flatmem":
+            s0 = min(s for s, _, n in lay.memory if n == nid) & ~1023
+            e0 = (max(e for _, e, n in lay.memory if n == nid) + 1023) & ~1023
+            need = ((e0 - s0) * STRUCT_PAGE_SIZE + PAGE_SIZE - 1) >> PAGE_SHIFT
+        else:
+            need = len(secs) * (PAGES_PER_SECTION * STRUCT_PAGE_SIZE >> PAGE_SHIFT)
+        for s, e, n in reversed([r for r in lay.memory if r[2] == nid]):
+            take = min(need, e - s)
+            if take:
+                lay.reserved.append((e - take, e, "memmap"))
+                need -= take
+            if not need:
+                break
+
+
+def _explicit_layout(cfg, lay: Layout) -> Layout:
+    """Explicit zones: each zone one range at its window, no holes, no reservations."""
+    lay.explicit_zones = []
+    prev_end = 0
+    for nid, zs in enumerate(cfg.node_zones):
+        spans = {}
+        if nid == 0:
+            for name, idx, base in (("DMA", ZONE_DMA, 1), ("DMA32", ZONE_DMA32, MAX_DMA_PFN)):
+                n = zs.get(name, 0) >> PAGE_SHIFT
+                if n:
+                    spans[idx] = (base, base + n)
+                    lay.memory.append((base, base + n, nid))
+                    prev_end = base + n
+            cur = MAX_DMA32_PFN
+        else:
+            cur = (prev_end + PAGES_PER_SECTION - 1) & ~(PAGES_PER_SECTION - 1)
+        for name, idx in (("Normal", ZONE_NORMAL), ("Movable", ZONE_MOVABLE)):
+            n = zs.get(name, 0) >> PAGE_SHIFT
+            if n:
+                spans[idx] = (cur, cur + n)
+                lay.memory.append((cur, cur + n, nid))
+                cur += n
+                prev_end = cur
+        lay.explicit_zones.append(spans)
+    lay.memory.sort()
+    lay.max_pfn = max(e for _, e, _ in lay.memory)
+    n = len(cfg.node_zones)
+    lay.node_cpus = []
+    for nid in range(n):
+        given = cfg.node_cpus[nid]
+        lay.node_cpus.append(list(given) if given is not None else
+                             [c for c in range(cfg.cpus) if c * n // cfg.cpus == nid])
+    lay.e820 = [E820Entry(s << PAGE_SHIFT, e << PAGE_SHIFT, "usable") for s, e, _ in lay.memory]
+    return lay
+
+
+class Page:
+    """A light handle on one struct page: the pfn plus the memmap it lives in."""
+
+    __slots__ = ("pfn", "_mm")
+
+    def __init__(self, pfn: int, memmap):
+        self.pfn = pfn
+        self._mm = memmap
+
+    def __repr__(self) -> str:
+        return f"<page pfn={self.pfn:#x}>"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Page) and other.pfn == self.pfn
+
+    def __hash__(self) -> int:
+        return hash(self.pfn)
+
+    @property
+    def address(self) -> int:
+        """The struct page's kernel virtual address (vmemmap + pfn)."""
+        return VMEMMAP_START + STRUCT_PAGE_SIZE * self.pfn
+
+    @property
+    def flags(self) -> int:
+        return int(self._mm.flags[self.pfn])
+
+    @property
+    def refcount(self) -> int:
+        return int(self._mm.refcount[self.pfn])
+
+    @property
+    def mapcount(self) -> int:
+        return int(self._mm.mapcount[self.pfn])
+
+
+def check_pfn(kernel, pfn: int) -> None:
+    if not kernel.pfn_valid(pfn):
+        raise KernelBug(f"pfn_to_page: pfn {pfn:#x} is not valid")

@@ -1,0 +1,130 @@
+"""struct zone, struct per_cpu_pages, pg_data_t (v5.7 include/linux/mmzone.h)."""
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+
+from .gfp import MIGRATE_PCPTYPES, MIGRATE_TYPES
+from .memory_model import MAX_NR_ZONES, MAX_ORDER, ZONE_NAMES
+
+WMARK_MIN, WMARK_LOW, WMARK_HIGH = 0, 1, 2
+ZONE_BOOSTED_WATERMARK = 1
+MAX_RECLAIM_RETRIES = 16
+
+# enum zone_stat_item (v5.7, CONFIG_ZSMALLOC off, CMA counter present)
+ZONE_STAT_ITEMS = ("nr_free_pages", "nr_zone_inactive_anon", "nr_zone_active_anon",
+                   "nr_zone_inactive_file", "nr_zone_active_file", "nr_zone_unevictable",
+                   "nr_zone_write_pending", "nr_mlock", "nr_page_table_pages",
+                   "nr_kernel_stack", "nr_bounce", "nr_free_cma")
+NUMA_STAT_ITEMS = ("numa_hit", "numa_miss", "numa_foreign", "numa_interleave", "numa_local",
+                   "numa_other")
+NODE_STAT_ITEMS = ("nr_inactive_anon", "nr_active_anon", "nr_inactive_file", "nr_active_file",
+                   "nr_unevictable", "nr_slab_reclaimable", "nr_slab_unreclaimable",
+                   "nr_isolated_anon", "nr_isolated_file", "workingset_nodes",
+                   "workingset_refault", "workingset_activate", "workingset_restore",
+                   "workingset_nodereclaim", "nr_anon_pages", "nr_mapped", "nr_file_pages",
+                   "nr_dirty", "nr_writeback", "nr_writeback_temp", "nr_shmem",
+                   "nr_shmem_hugepages", "nr_shmem_pmdmapped", "nr_file_hugepages",
+                   "nr_file_pmdmapped", "nr_anon_transparent_hugepages", "nr_unstable",
+                   "nr_vmscan_write", "nr_vmscan_immediate_reclaim", "nr_dirtied",
+                   "nr_written", "nr_kernel_misc_reclaimable", "nr_foll_pin_acquired",
+                   "nr_foll_pin_released")
+
+
+class FreeArea:
+    """free_area[order]: one list per migratetype; head = the end of the dict."""
+
+    __slots__ = ("free_list", "nr_free")
+
+    def __init__(self):
+        self.free_list = [OrderedDict() for _ in range(MIGRATE_TYPES)]
+        self.nr_free = 0
+
+
+class PerCpuPages:
+    """struct per_cpu_pages: order-0 lists per pcp migratetype; head = left."""
+
+    __slots__ = ("count", "high", "batch", "lists")
+
+    def __init__(self):
+        self.count = 0
+        self.high = 0
+        self.batch = 1
+        self.lists = [deque() for _ in range(MIGRATE_PCPTYPES)]
+
+
+class Zone:
+    def __init__(self, pgdat: "PgData", idx: int, ncpus: int):
+        self.zone_pgdat = pgdat
+        self.node = pgdat.node_id
+        self.idx = idx
+        self.name = ZONE_NAMES[idx]
+        self.zone_start_pfn = 0
+        self.spanned_pages = 0
+        self.present_pages = 0
+        self.managed_pages = 0
+        self._watermark = [0, 0, 0]
+        self.watermark_boost = 0
+        self.lowmem_reserve = [0] * MAX_NR_ZONES
+        self.free_area = [FreeArea() for _ in range(MAX_ORDER)]
+        self.nr_reserved_highatomic = 0
+        self.flags = 0
+        self.pageset = [PerCpuPages() for _ in range(ncpus)]
+        self.stat_threshold = 0
+        self.vm_stat = dict.fromkeys(ZONE_STAT_ITEMS, 0)
+        self.numa_stat = dict.fromkeys(NUMA_STAT_ITEMS, 0)
+
+    def __repr__(self) -> str:
+        return f"<zone {self.node}:{self.name}>"
+
+    @property
+    def zone_end_pfn(self) -> int:
+        return self.zone_start_pfn + self.spanned_pages
+
+    def populated_zone(self) -> bool:
+        return self.present_pages != 0
+
+    def managed_zone(self) -> bool:
+        return self.managed_pages != 0
+
+    def zone_spans_pfn(self, pfn: int) -> bool:
+        return self.zone_start_pfn <= pfn < self.zone_end_pfn
+
+    def min_wmark_pages(self) -> int:
+        return self._watermark[WMARK_MIN] + self.watermark_boost
+
+    def low_wmark_pages(self) -> int:
+        return self._watermark[WMARK_LOW] + self.watermark_boost
+
+    def high_wmark_pages(self) -> int:
+        return self._watermark[WMARK_HIGH] + self.watermark_boost
+
+    def wmark_pages(self, i: int) -> int:
+        return self._watermark[i] + self.watermark_boost
+
+    def free_pages(self) -> int:
+        return self.vm_stat["nr_free_pages"]
+
+
+class PgData:
+    """pg_data_t: one NUMA node."""
+
+    def __init__(self, nid: int, ncpus: int):
+        self.node_id = nid
+        self.node_zones = [Zone(self, i, ncpus) for i in range(MAX_NR_ZONES)]
+        self.node_start_pfn = 0
+        self.node_spanned_pages = 0
+        self.node_present_pages = 0
+        self.kswapd_order = 0
+        self.kswapd_classzone_idx = MAX_NR_ZONES
+        self.kswapd_failures = 0
+        self.kswapd_sleeping = True
+        self.totalreserve_pages = 0
+        self.vm_stat = dict.fromkeys(NODE_STAT_ITEMS, 0)
+        self.cpus: list[int] = []
+
+    def __repr__(self) -> str:
+        return f"<node {self.node_id}>"
+
+    @property
+    def node_end_pfn(self) -> int:
+        return self.node_start_pfn + self.node_spanned_pages

@@ -1,0 +1,776 @@
+"""The buddy allocator: free lists, per-cpu lists, watermarks (mm/page_alloc.c).
+
+Free lists are ordered dicts keyed by pfn whose *end* is the list head
+(list_add puts a block at the head, list_add_tail at the tail).  The order of
+a free block lives in page_private and PageBuddy in page_type, as in v5.7.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import KernelBug
+from . import gfp as G
+from .gfp import (MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_PCPTYPES,
+                  MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE)
+from .memory_model import MAX_NR_ZONES, MAX_ORDER, ZONE_NORMAL, pageblock_nr_pages, pageblock_order
+from .mmzone import WMARK_HIGH, WMARK_LOW, WMARK_MIN, ZONE_BOOSTED_WATERMARK, Zone
+from .page import PG_reserved
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel
+
+# mm/internal.h alloc flags
+ALLOC_WMARK_MIN, ALLOC_WMARK_LOW, ALLOC_WMARK_HIGH = WMARK_MIN, WMARK_LOW, WMARK_HIGH
+ALLOC_NO_WATERMARKS = 0x04
+ALLOC_WMARK_MASK = ALLOC_NO_WATERMARKS - 1
+ALLOC_OOM = 0x08
+ALLOC_HARDER = 0x10
+ALLOC_HIGH = 0x20
+ALLOC_CPUSET = 0x40
+ALLOC_CMA = 0x80
+ALLOC_NOFRAGMENT = 0x100
+ALLOC_KSWAPD = 0x200
+
+PAGE_ALLOC_COSTLY_ORDER = 3
+
+fallbacks = {
+    MIGRATE_UNMOVABLE: (MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE),
+    MIGRATE_MOVABLE: (MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE),
+    MIGRATE_RECLAIMABLE: (MIGRATE_UNMOVABLE, MIGRATE_MOVABLE),
+}
+
+# flags that must be clear when a page is freed (PAGE_FLAGS_CHECK_AT_FREE, subset)
+_CHECK_AT_FREE = sum(1 << b for b in (4, 0, 13, 14, 15, 12, 9, 5, 20, 21))
+
+
+def mult_frac(x: int, n: int, d: int) -> int:
+    return (x // d) * n + (x % d) * n // d
+
+
+def fls(x: int) -> int:
+    return x.bit_length()
+
+
+def rounddown_pow_of_two(x: int) -> int:
+    return 1 << (x.bit_length() - 1)
+
+
+class PageAllocator:
+    """Buddy allocator state shared by all zones of the machine."""
+
+    def __init__(self, k: "Kernel"):
+        self.k = k
+        self.mm = k.memmap
+        nblocks = (k.memmap.nr + pageblock_nr_pages - 1) // pageblock_nr_pages
+        self.pageblock_flags = np.zeros(nblocks, np.uint8)  # migratetype per pageblock
+        self.min_free_kbytes = 1024
+        self.user_min_free_kbytes = -1
+        self.watermark_scale_factor = 10
+        self.watermark_boost_factor = 15000
+        self.lowmem_reserve_ratio = [256, 256, 32, 0, 0]
+        self.percpu_pagelist_fraction = 0
+        self.totalreserve_pages = 0
+        self.zone_reclaim_mode = 0
+        self.fail_next: list[int] = []  # fail_page_alloc one-shots (orders)
+
+    # ------------------------------------------------------------ pageblocks
+    def get_pageblock_migratetype(self, pfn: int) -> int:
+        return int(self.pageblock_flags[pfn >> pageblock_order])
+
+    def set_pageblock_migratetype(self, pfn: int, mt: int) -> None:
+        self.pageblock_flags[pfn >> pageblock_order] = mt
+
+    # ------------------------------------------------------------ free lists
+    def _add_to_free_area(self, pfn: int, zone: Zone, order: int, mt: int, tail: bool = False) -> None:
+        area = zone.free_area[order]
+        fl = area.free_list[mt]
+        fl[pfn] = None
+        if tail:
+            fl.move_to_end(pfn, last=False)
+        area.nr_free += 1
+        self.mm.set_buddy(pfn, order)
+
+    def _del_from_free_area(self, pfn: int, zone: Zone, order: int, mt: int) -> None:
+        area = zone.free_area[order]
+        del area.free_list[mt][pfn]
+        area.nr_free -= 1
+        self.mm.clear_buddy(pfn)
+
+    def _buddy_mt(self, zone: Zone, pfn: int, order: int) -> int:
+        """Which free list holds the free block at pfn (found by lookup)."""
+        for mt, fl in enumerate(zone.free_area[order].free_list):
+            if pfn in fl:
+                return mt
+        raise KernelBug(f"PageBuddy pfn {pfn:#x} order {order} is on no free list")
+
+    def page_is_buddy(self, zone: Zone, buddy: int, order: int) -> bool:
+        mm = self.mm
+        if buddy >= mm.nr or not mm.PageBuddy(buddy) or int(mm.private[buddy]) != order:
+            return False
+        return self.k.page_zone_of(buddy) is zone
+
+    def __free_one_page(self, pfn: int, zone: Zone, order: int, mt: int) -> None:
+        """Merge with free buddies, then put the block on its free list."""
+        if mt != MIGRATE_ISOLATE:
+            zone.vm_stat["nr_free_pages"] += 1 << order
+        max_order = min(MAX_ORDER, pageblock_order + 1)
+        buddy_pfn = pfn
+        while True:
+            while order < max_order - 1:
+                buddy_pfn = pfn ^ (1 << order)
+                if not self.page_is_buddy(zone, buddy_pfn, order):
+                    break
+                self._del_from_free_area(buddy_pfn, zone, order, self._buddy_mt(zone, buddy_pfn, order))
+                pfn &= buddy_pfn
+                order += 1
+            else:
+                if max_order < MAX_ORDER:
+                    buddy_pfn = pfn ^ (1 << order)
+                    if self.page_is_buddy(zone, buddy_pfn, order):
+                        bmt = self.get_pageblock_migratetype(buddy_pfn)
+                        if mt != bmt and MIGRATE_ISOLATE in (mt, bmt):
+                            break
+                    max_order = MAX_ORDER
+                    continue
+            break
+        tail = False
+        if order < MAX_ORDER - 2:
+            combined = buddy_pfn & pfn
+            higher_buddy = combined ^ (1 << (order + 1))
+            if self.page_is_buddy(zone, higher_buddy, order + 1):
+                tail = True
+        self._add_to_free_area(pfn, zone, order, mt, tail=tail)
+
+    def free_one_page(self, zone: Zone, pfn: int, order: int, mt: int) -> None:
+        self.__free_one_page(pfn, zone, order, mt)
+
+    def __rmqueue_smallest(self, zone: Zone, order: int, mt: int) -> int | None:
+        for cur in range(order, MAX_ORDER):
+            fl = zone.free_area[cur].free_list[mt]
+            if not fl:
+                continue
+            pfn = next(reversed(fl))
+            self._del_from_free_area(pfn, zone, cur, mt)
+            self._expand(zone, pfn, order, cur, mt)
+            self.mm.index[pfn] = mt  # set_pcppage_migratetype
+            return pfn
+        return None
+
+    def _expand(self, zone: Zone, pfn: int, low: int, high: int, mt: int) -> None:
+        size = 1 << high
+        while high > low:
+            high -= 1
+            size >>= 1
+            self._add_to_free_area(pfn + size, zone, high, mt)
+
+    # ------------------------------------------------------------ fallback
+    @staticmethod
+    def can_steal_fallback(order: int, start_mt: int) -> bool:
+        if order >= pageblock_order:
+            return True
+        return (order >= pageblock_order // 2 or start_mt == MIGRATE_RECLAIMABLE
+                or start_mt == MIGRATE_UNMOVABLE)
+
+    def find_suitable_fallback(self, zone: Zone, order: int, mt: int) -> tuple[int, bool]:
+        area = zone.free_area[order]
+        if area.nr_free == 0:
+            return -1, False
+        for fmt in fallbacks[mt]:
+            if not area.free_list[fmt]:
+                continue
+            return fmt, self.can_steal_fallback(order, mt)
+        return -1, False
+
+    def move_freepages_block(self, zone: Zone, pfn: int, mt: int) -> tuple[int, int]:
+        """Move the free blocks of pfn's pageblock to mt: (free pages, movable pages)."""
+        start = pfn & ~(pageblock_nr_pages - 1)
+        end = start + pageblock_nr_pages
+        if start < zone.zone_start_pfn or end > zone.zone_end_pfn:
+            return 0, 0
+        moved = movable = 0
+        p = start
+        mm = self.mm
+        from .page import PG_lru
+        while p < end:
+            if not mm.PageBuddy(p):
+                if mm.test(p, PG_lru):
+                    movable += 1
+                p += 1
+                continue
+            order = int(mm.private[p])
+            old = self._buddy_mt(zone, p, order)
+            fl = zone.free_area[order].free_list
+            del fl[old][p]
+            fl[mt][p] = None
+            moved += 1 << order
+            p += 1 << order
+        return moved, movable
+
+    def boost_watermark(self, zone: Zone) -> bool:
+        if not self.watermark_boost_factor:
+            return False
+        if pageblock_nr_pages * 4 > zone.managed_pages:
+            return False
+        max_boost = mult_frac(zone._watermark[WMARK_HIGH], self.watermark_boost_factor, 10000)
+        if not max_boost:
+            return False
+        max_boost = max(pageblock_nr_pages, max_boost)
+        zone.watermark_boost = min(zone.watermark_boost + pageblock_nr_pages, max_boost)
+        return True
+
+    def steal_suitable_fallback(self, zone: Zone, pfn: int, cur_order: int, alloc_flags: int,
+                                start_type: int, whole_block: bool) -> None:
+        old_block_type = self.get_pageblock_migratetype(pfn)
+        if old_block_type != MIGRATE_HIGHATOMIC:
+            if cur_order >= pageblock_order:
+                for b in range(pfn, pfn + (1 << cur_order), pageblock_nr_pages):
+                    self.set_pageblock_migratetype(b, start_type)
+            else:
+                if self.boost_watermark(zone) and alloc_flags & ALLOC_KSWAPD:
+                    zone.flags |= ZONE_BOOSTED_WATERMARK
+                if whole_block:
+                    free_pages, movable = self.move_freepages_block(zone, pfn, start_type)
+                    if start_type == MIGRATE_MOVABLE:
+                        alike = movable
+                    elif old_block_type == MIGRATE_MOVABLE:
+                        alike = pageblock_nr_pages - (free_pages + movable)
+                    else:
+                        alike = 0
+                    if free_pages:
+                        if free_pages + alike >= (1 << (pageblock_order - 1)):
+                            self.set_pageblock_migratetype(pfn, start_type)
+                        return
+        # single_page: move_to_free_list
+        fl = zone.free_area[cur_order].free_list
+        old = self._buddy_mt(zone, pfn, cur_order)
+        del fl[old][pfn]
+        fl[start_type][pfn] = None
+
+    def __rmqueue_fallback(self, zone: Zone, order: int, start_mt: int, alloc_flags: int) -> bool:
+        min_order = pageblock_order if alloc_flags & ALLOC_NOFRAGMENT else order
+        found = None
+        for cur in range(MAX_ORDER - 1, min_order - 1, -1):
+            fmt, can_steal = self.find_suitable_fallback(zone, cur, start_mt)
+            if fmt == -1:
+                continue
+            if not can_steal and start_mt == MIGRATE_MOVABLE and cur > order:
+                for cur2 in range(order, MAX_ORDER):
+                    fmt, can_steal = self.find_suitable_fallback(zone, cur2, start_mt)
+                    if fmt != -1:
+                        found = (cur2, fmt, can_steal)
+                        break
+            else:
+                found = (cur, fmt, can_steal)
+            break
+        if found is None:
+            return False
+        cur, fmt, can_steal = found
+        pfn = next(reversed(zone.free_area[cur].free_list[fmt]))
+        self.steal_suitable_fallback(zone, pfn, cur, alloc_flags, start_mt, can_steal)
+        return True
+
+    def __rmqueue(self, zone: Zone, order: int, mt: int, alloc_flags: int) -> int | None:
+        while True:
+            pfn = self.__rmqueue_smallest(zone, order, mt)
+            if pfn is not None:
+                return pfn
+            if not self.__rmqueue_fallback(zone, order, mt, alloc_flags):
+                return None
+
+    # ------------------------------------------------------------ pcp
+    def rmqueue_bulk(self, zone: Zone, order: int, count: int, lst, mt: int, alloc_flags: int) -> int:
+        i = 0
+        for i in range(count):
+            pfn = self.__rmqueue(zone, order, mt, alloc_flags)
+            if pfn is None:
+                break
+            lst.append(pfn)
+        else:
+            i = count
+        zone.vm_stat["nr_free_pages"] -= i << order
+        return i
+
+    def free_pcppages_bulk(self, zone: Zone, count: int, pcp) -> None:
+        mt = 0
+        batch_free = 0
+        freed = []
+        while count:
+            while True:
+                batch_free += 1
+                mt += 1
+                if mt == MIGRATE_PCPTYPES:
+                    mt = 0
+                lst = pcp.lists[mt]
+                if lst:
+                    break
+            if batch_free == MIGRATE_PCPTYPES:
+                batch_free = count
+            while True:
+                freed.append(lst.pop())
+                pcp.count -= 1
+                count -= 1
+                batch_free -= 1
+                if not count or not batch_free or not lst:
+                    break
+        for pfn in freed:
+            self.__free_one_page(pfn, zone, 0, int(self.mm.index[pfn]))
+
+    def free_unref_page(self, pfn: int) -> None:
+        zone = self.k.page_zone_of(pfn)
+        mt = self.get_pageblock_migratetype(pfn)
+        self.mm.index[pfn] = mt
+        self.k.vm_events["pgfree"] += 1
+        if mt >= MIGRATE_PCPTYPES:
+            if mt == MIGRATE_ISOLATE:
+                self.free_one_page(zone, pfn, 0, mt)
+                return
+            mt = MIGRATE_MOVABLE
+        pcp = zone.pageset[self.k.current_cpu()]
+        pcp.lists[mt].appendleft(pfn)
+        pcp.count += 1
+        if pcp.count >= pcp.high:
+            self.free_pcppages_bulk(zone, pcp.batch, pcp)
+
+    def drain_zone_pages(self, zone: Zone, cpu: int) -> None:
+        pcp = zone.pageset[cpu]
+        if pcp.count:
+            self.free_pcppages_bulk(zone, pcp.count, pcp)
+
+    def drain_all_pages(self, zone: Zone | None = None) -> None:
+        for z in ([zone] if zone else self.k.all_zones()):
+            for cpu in range(len(z.pageset)):
+                self.drain_zone_pages(z, cpu)
+
+    def rmqueue(self, preferred: Zone, zone: Zone, order: int, gfp: int, alloc_flags: int,
+                mt: int) -> int | None:
+        k = self.k
+        if order == 0:
+            pcp = zone.pageset[k.current_cpu()]
+            lst = pcp.lists[mt]
+            if not lst:
+                pcp.count += self.rmqueue_bulk(zone, 0, pcp.batch, lst, mt, alloc_flags)
+                if not lst:
+                    return None
+            pfn = lst.popleft()
+            pcp.count -= 1
+            k.vm_events["pgalloc_" + zone.name.lower()] += 1
+            self.zone_statistics(preferred, zone)
+        else:
+            pfn = None
+            if alloc_flags & ALLOC_HARDER:
+                pfn = self.__rmqueue_smallest(zone, order, MIGRATE_HIGHATOMIC)
+            if pfn is None:
+                pfn = self.__rmqueue(zone, order, mt, alloc_flags)
+            if pfn is None:
+                return None
+            zone.vm_stat["nr_free_pages"] -= 1 << order
+            k.vm_events["pgalloc_" + zone.name.lower()] += 1 << order
+            self.zone_statistics(preferred, zone)
+        if zone.flags & ZONE_BOOSTED_WATERMARK:
+            zone.flags &= ~ZONE_BOOSTED_WATERMARK
+            k.wakeup_kswapd(zone, 0, 0, zone.idx)
+        return pfn
+
+    def zone_statistics(self, preferred: Zone, z: Zone) -> None:
+        local = "numa_local" if z.node == self.k.numa_node_id() else "numa_other"
+        if z.node == preferred.node:
+            z.numa_stat["numa_hit"] += 1
+        else:
+            z.numa_stat["numa_miss"] += 1
+            preferred.numa_stat["numa_foreign"] += 1
+        z.numa_stat[local] += 1
+
+    # ------------------------------------------------------------ watermarks
+    def __zone_watermark_ok(self, z: Zone, order: int, mark: int, classzone_idx: int,
+                            alloc_flags: int, free_pages: int) -> bool:
+        min_ = mark
+        free_pages -= (1 << order) - 1
+        if alloc_flags & ALLOC_HIGH:
+            min_ -= min_ // 2
+        if not alloc_flags & (ALLOC_HARDER | ALLOC_OOM):
+            free_pages -= z.nr_reserved_highatomic
+        else:
+            min_ -= min_ // 2 if alloc_flags & ALLOC_OOM else min_ // 4
+        if not alloc_flags & ALLOC_CMA:
+            free_pages -= z.vm_stat["nr_free_cma"]
+        if free_pages <= min_ + z.lowmem_reserve[classzone_idx]:
+            return False
+        if not order:
+            return True
+        for o in range(order, MAX_ORDER):
+            area = z.free_area[o]
+            if not area.nr_free:
+                continue
+            for mt in range(MIGRATE_PCPTYPES):
+                if area.free_list[mt]:
+                    return True
+            if alloc_flags & (ALLOC_HARDER | ALLOC_OOM) and area.free_list[MIGRATE_HIGHATOMIC]:
+                return True
+        return False
+
+    def zone_watermark_ok(self, z: Zone, order: int, mark: int, classzone_idx: int,
+                          alloc_flags: int) -> bool:
+        return self.__zone_watermark_ok(z, order, mark, classzone_idx, alloc_flags,
+                                        z.vm_stat["nr_free_pages"])
+
+    zone_watermark_ok_safe = zone_watermark_ok
+
+    def zone_watermark_fast(self, z: Zone, order: int, mark: int, classzone_idx: int,
+                            alloc_flags: int) -> bool:
+        free = z.vm_stat["nr_free_pages"]
+        cma = 0 if alloc_flags & ALLOC_CMA else z.vm_stat["nr_free_cma"]
+        if not order and free - cma > mark + z.lowmem_reserve[classzone_idx]:
+            return True
+        return self.__zone_watermark_ok(z, order, mark, classzone_idx, alloc_flags, free)
+
+    def nr_free_buffer_pages(self) -> int:
+        total = 0
+        for z in self.k.zonelist(self.k.numa_node_id()):
+            if z.idx <= ZONE_NORMAL:
+                total += max(z.managed_pages - z.high_wmark_pages(), 0)
+        return total
+
+    def init_per_zone_wmark_min(self) -> None:
+        lowmem_kbytes = self.nr_free_buffer_pages() * 4
+        new = math.isqrt(lowmem_kbytes * 16)
+        if new > self.user_min_free_kbytes:
+            self.min_free_kbytes = max(128, min(new, 262144))
+        else:
+            self.k.printk(f"min_free_kbytes is not updated to {new} because user defined value "
+                          f"{self.user_min_free_kbytes} is preferred")
+        self.setup_per_zone_wmarks()
+        self.refresh_zone_stat_thresholds()
+        self.setup_per_zone_lowmem_reserve()
+
+    def setup_per_zone_wmarks(self) -> None:
+        pages_min = self.min_free_kbytes >> 2
+        zones = self.k.all_zones()
+        lowmem = sum(z.managed_pages for z in zones)
+        for z in zones:
+            tmp = pages_min * z.managed_pages // lowmem if lowmem else 0
+            z._watermark[WMARK_MIN] = tmp
+            tmp = max(tmp >> 2, mult_frac(z.managed_pages, self.watermark_scale_factor, 10000))
+            z._watermark[WMARK_LOW] = z._watermark[WMARK_MIN] + tmp
+            z._watermark[WMARK_HIGH] = z._watermark[WMARK_MIN] + tmp * 2
+            z.watermark_boost = 0
+        self.calculate_totalreserve_pages()
+
+    def setup_per_zone_lowmem_reserve(self) -> None:
+        ratio = self.lowmem_reserve_ratio
+        for pgdat in self.k.pgdats:
+            for j in range(MAX_NR_ZONES):
+                zone = pgdat.node_zones[j]
+                managed = zone.managed_pages
+                zone.lowmem_reserve[j] = 0
+                idx = j
+                while idx:
+                    idx -= 1
+                    lower = pgdat.node_zones[idx]
+                    if ratio[idx] < 1:
+                        ratio[idx] = 0
+                        lower.lowmem_reserve[j] = 0
+                    else:
+                        lower.lowmem_reserve[j] = managed // ratio[idx]
+                    managed += lower.managed_pages
+        self.calculate_totalreserve_pages()
+
+    def calculate_totalreserve_pages(self) -> None:
+        total = 0
+        for pgdat in self.k.pgdats:
+            node_total = 0
+            for i, z in enumerate(pgdat.node_zones):
+                mx = max(z.lowmem_reserve[i:])
+                mx += z.high_wmark_pages()
+                node_total += min(mx, z.managed_pages)
+            pgdat.totalreserve_pages = node_total
+            total += node_total
+        self.totalreserve_pages = total
+
+    def refresh_zone_stat_thresholds(self) -> None:
+        ncpu = self.k.config.cpus
+        for z in self.k.all_zones():
+            mem = z.managed_pages >> (27 - 12)
+            z.stat_threshold = min(125, 2 * fls(ncpu) * (1 + fls(mem)))
+
+    @staticmethod
+    def zone_batchsize(managed: int) -> int:
+        batch = managed // 1024
+        if batch * 4096 > 1024 * 1024:
+            batch = 256
+        batch //= 4
+        if batch < 1:
+            batch = 1
+        return rounddown_pow_of_two(batch + batch // 2) - 1
+
+    def zone_pageset_init(self, z: Zone) -> None:
+        for pcp in z.pageset:
+            if self.percpu_pagelist_fraction:
+                high = z.managed_pages // self.percpu_pagelist_fraction
+                pcp.high, pcp.batch = high, min(max(1, high // 4), 12 * 8)
+            else:
+                batch = self.zone_batchsize(z.managed_pages)
+                pcp.high, pcp.batch = 6 * batch, max(1, batch)
+
+    # ------------------------------------------------------------ boot
+    def memblock_free_range(self, start: int, end: int) -> None:
+        """__free_pages_memory(): free [start, end) in naturally aligned max-order chunks."""
+        k = self.k
+        while start < end:
+            order = min(MAX_ORDER - 1, (start & -start).bit_length() - 1 if start else MAX_ORDER - 1)
+            while start + (1 << order) > end:
+                order -= 1
+            zone = k.page_zone_of(start)
+            n = 1 << order
+            self.mm.flags[start:start + n] &= np.uint64(~(1 << PG_reserved) & 0xFFFFFFFFFFFFFFFF)
+            self.mm.refcount[start:start + n] = 0
+            k.vm_events["pgfree"] += 1 << order
+            zone.managed_pages += 1 << order
+            self.__free_one_page(start, zone, order, self.get_pageblock_migratetype(start))
+            start += 1 << order
+
+    # ------------------------------------------------------------ allocation
+    def gfp_to_alloc_flags(self, gfp: int) -> int:
+        flags = ALLOC_WMARK_MIN | ALLOC_CPUSET
+        flags |= gfp & G._GFP_HIGH  # ALLOC_HIGH == __GFP_HIGH
+        if gfp & G._GFP_KSWAPD_RECLAIM:
+            flags |= ALLOC_KSWAPD
+        if gfp & G._GFP_ATOMIC:
+            if not gfp & G._GFP_NOMEMALLOC:
+                flags |= ALLOC_HARDER
+            flags &= ~ALLOC_CPUSET
+        return flags
+
+    def alloc_flags_nofragment(self, zone: Zone, gfp: int) -> int:
+        flags = ALLOC_KSWAPD if gfp & G._GFP_KSWAPD_RECLAIM else 0
+        if zone is None or zone.idx != ZONE_NORMAL:
+            return flags
+        if len(self.k.pgdats) > 1 and not zone.zone_pgdat.node_zones[zone.idx - 1].populated_zone():
+            return flags
+        return flags | ALLOC_NOFRAGMENT
+
+    def get_page_from_freelist(self, gfp: int, order: int, alloc_flags: int, ac) -> int | None:
+        while True:
+            no_fallback = alloc_flags & ALLOC_NOFRAGMENT
+            preferred = ac.preferred_zone
+            for zone in ac.zones:
+                if (no_fallback and len(self.k.pgdats) > 1 and zone is not preferred
+                        and zone.node != preferred.node):
+                    alloc_flags &= ~ALLOC_NOFRAGMENT
+                    break
+                mark = zone.wmark_pages(alloc_flags & ALLOC_WMARK_MASK)
+                if not self.zone_watermark_fast(zone, order, mark, ac.classzone_idx, alloc_flags):
+                    if not alloc_flags & ALLOC_NO_WATERMARKS:
+                        continue
+                pfn = self.rmqueue(preferred, zone, order, gfp, alloc_flags, ac.migratetype)
+                if pfn is not None:
+                    self.prep_new_page(pfn, order, gfp)
+                    return pfn
+            else:
+                if no_fallback:
+                    alloc_flags &= ~ALLOC_NOFRAGMENT
+                    continue
+                return None
+
+    def prep_new_page(self, pfn: int, order: int, gfp: int) -> None:
+        mm = self.mm
+        mm.refcount[pfn] = 1
+        mm.private[pfn] = 0
+        mm.index[pfn] = 0
+        if gfp & G._GFP_ZERO:
+            fs = self.k.frames
+            for p in range(pfn, pfn + (1 << order)):
+                fs.clear(p)
+
+    def alloc_pages_nodemask(self, gfp: int, order: int, nid: int | None = None) -> int | None:
+        """__alloc_pages_nodemask(): the pfn of a 2^order block, or None."""
+        k = self.k
+        if order >= MAX_ORDER:
+            if not gfp & G._GFP_NOWARN:
+                k.printk(f"WARNING: CPU: {k.current_cpu()} at mm/page_alloc.c:4738 "
+                         f"__alloc_pages_nodemask+0x2a0/0x310")
+            return None
+        if gfp & G._GFP_DIRECT_RECLAIM:
+            k.might_sleep("mm/page_alloc.c", 4641)
+        if self.fail_next and self.fail_next[0] in (order, -1):
+            self.fail_next.pop(0)
+            return None
+        ac = k.alloc_context(gfp, nid)
+        if ac.preferred_zone is None:
+            return None
+        alloc_flags = ALLOC_WMARK_LOW | self.alloc_flags_nofragment(ac.preferred_zone, gfp)
+        pfn = self.get_page_from_freelist(gfp, order, alloc_flags, ac)
+        if pfn is None:
+            pfn = self.__alloc_pages_slowpath(gfp, order, ac)
+        return pfn
+
+    def __alloc_pages_slowpath(self, gfp: int, order: int, ac) -> int | None:
+        k = self.k
+        can_direct_reclaim = bool(gfp & G._GFP_DIRECT_RECLAIM)
+        costly = order > PAGE_ALLOC_COSTLY_ORDER
+        alloc_flags = self.gfp_to_alloc_flags(gfp)
+        if alloc_flags & ALLOC_KSWAPD:
+            k.wake_all_kswapds(order, gfp, ac)
+        pfn = self.get_page_from_freelist(gfp, order, alloc_flags, ac)
+        if pfn is not None:
+            return pfn
+        task = k.current_task()
+        pf_memalloc = task is not None and getattr(task, "pf_memalloc", False)
+        if can_direct_reclaim and (costly or (order > 0 and ac.migratetype != MIGRATE_MOVABLE)) \
+                and not pf_memalloc and not gfp & G._GFP_MEMALLOC:
+            # direct compaction: the model has no compaction yet: COMPACT_SKIPPED
+            if costly and gfp & G._GFP_NORETRY:
+                return self._nopage(gfp, order, ac)
+        no_progress_loops = 0
+        oom_tries = 0
+        while True:
+            if alloc_flags & ALLOC_KSWAPD:
+                k.wake_all_kswapds(order, gfp, ac)
+            reserve = 0
+            if not gfp & G._GFP_NOMEMALLOC:
+                if gfp & G._GFP_MEMALLOC or pf_memalloc:
+                    reserve = ALLOC_NO_WATERMARKS
+                elif task is not None and getattr(task, "oom_victim", False):
+                    reserve = ALLOC_OOM
+            if reserve:
+                alloc_flags = (alloc_flags & ~ALLOC_WMARK_MASK & ~ALLOC_CPUSET) | reserve
+            pfn = self.get_page_from_freelist(gfp, order, alloc_flags, ac)
+            if pfn is not None:
+                return pfn
+            if not can_direct_reclaim or pf_memalloc:
+                return self._nopage(gfp, order, ac)
+            progress = k.vmscan.try_to_free_pages(order, gfp, ac)
+            pfn = self.get_page_from_freelist(gfp, order, alloc_flags, ac)
+            if pfn is None and not progress:
+                self.drain_all_pages()
+                pfn = self.get_page_from_freelist(gfp, order, alloc_flags, ac)
+            if pfn is not None:
+                return pfn
+            if gfp & G._GFP_NORETRY:
+                return self._nopage(gfp, order, ac)
+            if costly and not gfp & G._GFP_RETRY_MAYFAIL:
+                return self._nopage(gfp, order, ac)
+            if progress and order <= PAGE_ALLOC_COSTLY_ORDER:
+                no_progress_loops = 0
+            else:
+                no_progress_loops += 1
+            if self.should_reclaim_retry(order, ac, alloc_flags, no_progress_loops):
+                continue
+            # __alloc_pages_may_oom
+            if gfp & G._GFP_NOFAIL or not costly:
+                if oom_tries < 2 and k.oom.out_of_memory(gfp, order):
+                    oom_tries += 1
+                    no_progress_loops = 0
+                    continue
+            return self._nopage(gfp, order, ac)
+
+    def should_reclaim_retry(self, order: int, ac, alloc_flags: int, loops: int) -> bool:
+        from .mmzone import MAX_RECLAIM_RETRIES
+        if loops > MAX_RECLAIM_RETRIES:
+            return False
+        for z in ac.zones:
+            available = self.k.vmscan.zone_reclaimable_pages(z) * (MAX_RECLAIM_RETRIES - loops) \
+                // MAX_RECLAIM_RETRIES + z.vm_stat["nr_free_pages"]
+            if self.__zone_watermark_ok(z, order, z.min_wmark_pages(), ac.classzone_idx,
+                                        alloc_flags, available):
+                return self.k.vmscan.zone_reclaimable_pages(z) > 0
+        return False
+
+    def _nopage(self, gfp: int, order: int, ac) -> None:
+        if not gfp & G._GFP_NOWARN:
+            k = self.k
+            t = k.current_task()
+            comm = t.comm if t is not None else "swapper/0"
+            k.printk(f"{comm}: page allocation failure: order:{order}, "
+                     f"mode:{gfp:#x}({G.format_gfp(gfp)}), nodemask=(null)")
+        return None
+
+    def free_pages(self, pfn: int, order: int) -> None:
+        """put_page_testzero() then free_the_page()."""
+        mm = self.mm
+        rc = int(mm.refcount[pfn])
+        if rc <= 0:
+            raise KernelBug(f"__free_pages: page pfn {pfn:#x} has refcount {rc}")
+        mm.refcount[pfn] = rc - 1
+        if rc == 1:
+            self.free_the_page(pfn, order)
+
+    def free_the_page(self, pfn: int, order: int) -> None:
+        self.free_pages_prepare(pfn, order)
+        if order == 0:
+            self.free_unref_page(pfn)
+        else:
+            self.k.vm_events["pgfree"] += 1 << order
+            self.free_one_page(self.k.page_zone_of(pfn), pfn, order,
+                               self.get_pageblock_migratetype(pfn))
+
+    def free_pages_prepare(self, pfn: int, order: int) -> None:
+        mm = self.mm
+        for p in range(pfn, pfn + (1 << order)):
+            bad = None
+            if mm.PageTable(p):
+                bad = "page table page freed without pgtable_pte_page_dtor"
+            elif mm.PageBuddy(p):
+                bad = "PageBuddy (double free)"
+            elif mm.page_mapcount(p):
+                bad = "nonzero mapcount"
+            elif p != pfn and mm.refcount[p]:
+                bad = "nonzero _refcount"
+            elif int(mm.flags[p]) & _CHECK_AT_FREE:
+                bad = "PAGE_FLAGS_CHECK_AT_FREE flag(s) set"
+            if bad:
+                raise KernelBug(f"BUG: Bad page state in process {self.k.current_comm()}  "
+                                f"pfn:{p:05x}: {bad}")
+            mm.mapping[p] = 0
+            mm.flags[p] &= np.uint64(~((1 << 26) - 1) & 0xFFFFFFFFFFFFFFFF)
+
+    def alloc_pages_bulk(self, gfp: int, n: int) -> np.ndarray:
+        """n order-0 allocations, exactly as n alloc_pages_nodemask() calls would
+        make them; the pcp fast path runs inline.  Stops at the first failure."""
+        k = self.k
+        out = np.empty(n, np.int64)
+        if gfp & G._GFP_DIRECT_RECLAIM:
+            k.might_sleep("mm/page_alloc.c", 4641)
+        ac = k.alloc_context(gfp, None)
+        zones = ac.zones
+        multi_node = len(k.pgdats) > 1
+        mt = ac.migratetype
+        cz = ac.classzone_idx
+        cpu = k.current_cpu()
+        events = k.vm_events
+        zero = gfp & G._GFP_ZERO
+        mm = self.mm
+        got = 0
+        for i in range(n):
+            pfn = None
+            if not self.fail_next and ac.preferred_zone is not None:
+                for zone in zones:
+                    if multi_node and zone.node != ac.preferred_zone.node:
+                        break
+                    st = zone.vm_stat
+                    if st["nr_free_pages"] - st["nr_free_cma"] > \
+                            zone._watermark[1] + zone.watermark_boost + zone.lowmem_reserve[cz]:
+                        lst = zone.pageset[cpu].lists[mt]
+                        if lst and not zone.flags & ZONE_BOOSTED_WATERMARK:
+                            pfn = lst.popleft()
+                            zone.pageset[cpu].count -= 1
+                            events["pgalloc_" + zone.name.lower()] += 1
+                            self.zone_statistics(ac.preferred_zone, zone)
+                            mm.refcount[pfn] = 1
+                            mm.private[pfn] = 0
+                            mm.index[pfn] = 0
+                        break
+            if pfn is None:
+                pfn = self.alloc_pages_nodemask(gfp & ~G._GFP_ZERO, 0)
+                if pfn is None:
+                    break
+            out[got] = pfn
+            got += 1
+        out = out[:got]
+        if zero:
+            fs = k.frames
+            for p in out[mm.frame[out] != 0].tolist():
+                fs.clear(p)
+        return out

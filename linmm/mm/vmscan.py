@@ -1,0 +1,328 @@
+"""LRU lists, pagevecs, kswapd and direct reclaim (mm/vmscan.c, mm/swap.c).
+
+The foundation has no page cache and no swap, so nothing is reclaimable yet:
+shrink_node scans what it may (file LRUs; anon only with swap) and reclaims
+what is clean file memory.  The control flow, wakeups and counters are the
+v5.7 ones so that later subsystems plug their pages in.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .memory_model import MAX_NR_ZONES, ZONE_NORMAL
+from .mmzone import MAX_RECLAIM_RETRIES
+from .page import PG_active, PG_lru, PG_referenced, PG_swapbacked, PG_swapcache, PG_unevictable
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel
+
+LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE, LRU_ACTIVE_FILE, LRU_UNEVICTABLE = range(5)
+LRU_NAMES = ("inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable")
+PAGEVEC_SIZE = 15
+SWAP_CLUSTER_MAX = 32
+DEF_PRIORITY = 12
+KSWAPD_NAP_MS = 100
+
+
+class LruVec:
+    def __init__(self):
+        self.lists = [OrderedDict() for _ in range(5)]
+
+
+class VmScan:
+    def __init__(self, k: "Kernel"):
+        self.k = k
+        self.lruvecs = [LruVec() for _ in k.pgdats]
+        self.lru_add_pvec = [[] for _ in range(k.config.cpus)]
+        self.lru_lazyfree_pvec = [[] for _ in range(k.config.cpus)]
+        self.swappiness = 60
+
+    # ------------------------------------------------------------ LRU add
+    def page_lru(self, pfn: int) -> int:
+        f = int(self.k.memmap.flags[pfn])
+        if f >> PG_unevictable & 1:
+            return LRU_UNEVICTABLE
+        lru = LRU_INACTIVE_FILE if not f >> PG_swapbacked & 1 else LRU_INACTIVE_ANON
+        return lru + (f >> PG_active & 1)
+
+    def lru_cache_add(self, pfns) -> None:
+        """lru_cache_add(): get_page, pagevec_add, drain when the pagevec is full."""
+        k = self.k
+        mm = k.memmap
+        pvec = self.lru_add_pvec[k.current_cpu()]
+        for pfn in pfns:
+            mm.refcount[pfn] += 1
+            pvec.append(pfn)
+            if len(pvec) >= PAGEVEC_SIZE:
+                self.__pagevec_lru_add(pvec)
+
+    def lru_cache_add_batch(self, pfns: np.ndarray) -> None:
+        """The same as lru_cache_add for many pages, one pagevec at a time."""
+        k = self.k
+        pvec = self.lru_add_pvec[k.current_cpu()]
+        k.memmap.refcount[pfns] += 1
+        i, n = 0, len(pfns)
+        while i < n:
+            take = min(PAGEVEC_SIZE - len(pvec), n - i)
+            pvec.extend(pfns[i:i + take].tolist())
+            i += take
+            if len(pvec) >= PAGEVEC_SIZE:
+                self.__pagevec_lru_add(pvec)
+
+    def __pagevec_lru_add(self, pvec: list) -> None:
+        k = self.k
+        mm = k.memmap
+        for pfn in pvec:
+            mm.set(pfn, PG_lru)
+            self.add_page_to_lru_list(pfn, self.page_lru(pfn))
+        pages = list(pvec)
+        pvec.clear()
+        self.release_pages(pages)
+
+    def lru_add_drain(self, cpu: int | None = None) -> None:
+        """lru_add_drain_cpu(): flush this CPU's pagevecs."""
+        cpu = self.k.current_cpu() if cpu is None else cpu
+        pvec = self.lru_add_pvec[cpu]
+        if pvec:
+            self.__pagevec_lru_add(pvec)
+        pvec = self.lru_lazyfree_pvec[cpu]
+        if pvec:
+            self._lazyfree_drain(pvec)
+
+    def mark_page_lazyfree(self, pfn: int) -> None:
+        """MADV_FREE: queue an anon page to move to the inactive file list."""
+        mm = self.k.memmap
+        if not (mm.test(pfn, PG_lru) and mm.test(pfn, PG_swapbacked)) or \
+                mm.test(pfn, PG_unevictable) or mm.test(pfn, PG_swapcache):
+            return
+        mm.refcount[pfn] += 1
+        pvec = self.lru_lazyfree_pvec[self.k.current_cpu()]
+        pvec.append(pfn)
+        if len(pvec) >= PAGEVEC_SIZE:
+            self._lazyfree_drain(pvec)
+
+    def _lazyfree_drain(self, pvec: list) -> None:
+        """lru_lazyfree_fn over the pagevec, then release_pages."""
+        mm = self.k.memmap
+        for pfn in pvec:
+            if mm.test(pfn, PG_lru) and mm.test(pfn, PG_swapbacked) and \
+                    not mm.test(pfn, PG_unevictable):
+                self.del_page_from_lru_list(pfn, self.page_lru(pfn))
+                mm.clear(pfn, PG_active)
+                mm.clear(pfn, PG_referenced)
+                mm.clear(pfn, PG_swapbacked)
+                self.add_page_to_lru_list(pfn, LRU_INACTIVE_FILE)
+                self.k.vm_events["pglazyfree"] += 1
+        pages = list(pvec)
+        pvec.clear()
+        self.release_pages(pages)
+
+    def lru_add_drain_all(self) -> None:
+        for cpu in range(len(self.lru_add_pvec)):
+            self.lru_add_drain(cpu)
+
+    def add_page_to_lru_list(self, pfn: int, lru: int) -> None:
+        k = self.k
+        nid = k.memmap.page_to_nid(pfn)
+        self.lruvecs[nid].lists[lru][pfn] = None
+        self._account(pfn, lru, 1)
+
+    def del_page_from_lru_list(self, pfn: int, lru: int) -> None:
+        nid = self.k.memmap.page_to_nid(pfn)
+        del self.lruvecs[nid].lists[lru][pfn]
+        self._account(pfn, lru, -1)
+
+    def _account(self, pfn: int, lru: int, n: int) -> None:
+        k = self.k
+        zone = k.page_zone_of(pfn)
+        zone.zone_pgdat.vm_stat["nr_" + LRU_NAMES[lru]] += n
+        zone.vm_stat["nr_zone_" + LRU_NAMES[lru]] += n
+
+    def release_pages(self, pfns) -> None:
+        """release_pages(): drop one reference each; free those that reach zero."""
+        k = self.k
+        mm = k.memmap
+        for pfn in pfns:
+            rc = int(mm.refcount[pfn]) - 1
+            if rc < 0:
+                from ..errors import KernelBug
+                raise KernelBug(f"release_pages: pfn {pfn:#x} refcount underflow")
+            mm.refcount[pfn] = rc
+            if rc:
+                continue
+            if mm.test(pfn, PG_lru):
+                self.del_page_from_lru_list(pfn, self.page_lru(pfn))
+                mm.clear(pfn, PG_lru)
+                mm.clear(pfn, PG_active)
+            k.page_alloc.free_the_page(pfn, 0)
+
+    # ------------------------------------------------------------ reclaim
+    def zone_reclaimable_pages(self, zone) -> int:
+        nr = zone.vm_stat["nr_zone_inactive_file"] + zone.vm_stat["nr_zone_active_file"]
+        if self.k.total_swap_pages() > 0:
+            nr += zone.vm_stat["nr_zone_inactive_anon"] + zone.vm_stat["nr_zone_active_anon"]
+        return nr
+
+    def shrink_node(self, pgdat, sc: dict) -> None:
+        """Scan the LRUs of pgdat; the model has nothing reclaimable yet (no page cache, no swap)."""
+        sc["nr_scanned"] += 0
+        sc["nr_reclaimed"] += 0
+
+    def allow_direct_reclaim(self, pgdat) -> bool:
+        if pgdat.kswapd_failures >= MAX_RECLAIM_RETRIES:
+            return True
+        pfmemalloc_reserve = free = 0
+        for z in pgdat.node_zones[:ZONE_NORMAL + 1]:
+            if not z.managed_pages or not self.zone_reclaimable_pages(z):
+                continue
+            pfmemalloc_reserve += z.min_wmark_pages()
+            free += z.free_pages()
+        if not pfmemalloc_reserve:
+            return True
+        ok = free > pfmemalloc_reserve // 2
+        if not ok and pgdat.kswapd_classzone_idx > ZONE_NORMAL:
+            pgdat.kswapd_classzone_idx = ZONE_NORMAL
+            self.wake_kswapd_thread(pgdat)
+        return ok
+
+    def throttle_direct_reclaim(self, gfp: int, ac) -> bool:
+        task = self.k.current_task()
+        if task is None or task.is_kthread:
+            return False
+        for z in ac.zones:
+            if z.idx > ZONE_NORMAL:
+                continue
+            if self.allow_direct_reclaim(z.zone_pgdat):
+                return False
+            self.k.vm_events["pgscan_direct_throttle"] += 1
+            return True
+        return False
+
+    def try_to_free_pages(self, order: int, gfp: int, ac) -> int:
+        from .gfp import gfp_zone
+        self.throttle_direct_reclaim(gfp, ac)
+        reclaim_idx = gfp_zone(gfp)
+        k = self.k
+        k.vm_events["allocstall_" + k.zone_name(reclaim_idx).lower()] += 1
+        sc = {"nr_to_reclaim": SWAP_CLUSTER_MAX, "nr_scanned": 0, "nr_reclaimed": 0,
+              "reclaim_idx": reclaim_idx, "priority": DEF_PRIORITY}
+        seen = set()
+        for prio in range(DEF_PRIORITY, -1, -1):
+            sc["priority"] = prio
+            for z in ac.zones:
+                if z.zone_pgdat.node_id in seen:
+                    continue
+                seen.add(z.zone_pgdat.node_id)
+                self.shrink_node(z.zone_pgdat, sc)
+            seen.clear()
+            if sc["nr_reclaimed"] >= sc["nr_to_reclaim"]:
+                break
+        if sc["nr_reclaimed"]:
+            for z in ac.zones:
+                z.zone_pgdat.kswapd_failures = 0
+        return sc["nr_reclaimed"]
+
+    # ------------------------------------------------------------ kswapd
+    def pgdat_balanced(self, pgdat, order: int, classzone_idx: int) -> bool:
+        pa = self.k.page_alloc
+        managed = False
+        for z in pgdat.node_zones[:classzone_idx + 1]:
+            if not z.managed_pages:
+                continue
+            managed = True
+            if pa.zone_watermark_ok_safe(z, order, z.high_wmark_pages(), classzone_idx, 0):
+                return True
+        return not managed
+
+    def wakeup_kswapd(self, zone, gfp: int, order: int, classzone_idx: int) -> None:
+        from .gfp import _GFP_DIRECT_RECLAIM
+        if not zone.managed_pages:
+            return
+        pgdat = zone.zone_pgdat
+        if pgdat.kswapd_classzone_idx == MAX_NR_ZONES:
+            pgdat.kswapd_classzone_idx = classzone_idx
+        else:
+            pgdat.kswapd_classzone_idx = max(pgdat.kswapd_classzone_idx, classzone_idx)
+        pgdat.kswapd_order = max(pgdat.kswapd_order, order)
+        if not pgdat.kswapd_sleeping:
+            return
+        boosted = any(z.watermark_boost for z in pgdat.node_zones[:classzone_idx + 1])
+        if pgdat.kswapd_failures >= MAX_RECLAIM_RETRIES or \
+                (self.pgdat_balanced(pgdat, order, classzone_idx) and not boosted):
+            if not gfp & _GFP_DIRECT_RECLAIM:
+                self.k.wakeup_kcompactd(pgdat, order, classzone_idx)
+            return
+        self.wake_kswapd_thread(pgdat)
+
+    def wake_kswapd_thread(self, pgdat) -> None:
+        pgdat.kswapd_sleeping = False
+        self.k.kthreads.wake(f"kswapd{pgdat.node_id}")
+
+    def wake_all_kswapds(self, order: int, gfp: int, ac) -> None:
+        seen = set()
+        for z in ac.zones:
+            if z.zone_pgdat.node_id not in seen:
+                seen.add(z.zone_pgdat.node_id)
+                self.wakeup_kswapd(z, gfp, order, ac.high_zoneidx)
+
+    def balance_pgdat(self, pgdat, order: int, classzone_idx: int) -> int:
+        """One kswapd reclaim pass; returns the order it was balanced for."""
+        k = self.k
+        k.vm_events["pageoutrun"] += 1
+        boosts = [z.watermark_boost for z in pgdat.node_zones]
+        nr_boost_reclaim = sum(boosts[:classzone_idx + 1])
+        reclaimed = 0
+        sc = {"nr_to_reclaim": 0, "nr_scanned": 0, "nr_reclaimed": 0, "priority": DEF_PRIORITY,
+              "reclaim_idx": classzone_idx}
+        for prio in range(DEF_PRIORITY, 0, -1):
+            balanced = self.pgdat_balanced(pgdat, order, classzone_idx)
+            if not balanced and nr_boost_reclaim:
+                nr_boost_reclaim = 0
+            if balanced and not nr_boost_reclaim:
+                break
+            if nr_boost_reclaim and prio < DEF_PRIORITY - 2:
+                break
+            sc["priority"] = prio
+            sc["nr_to_reclaim"] = sum(max(z.high_wmark_pages(), SWAP_CLUSTER_MAX)
+                                      for z in pgdat.node_zones[:classzone_idx + 1] if z.managed_pages)
+            before = sc["nr_reclaimed"]
+            self.shrink_node(pgdat, sc)
+            if order and sc["nr_reclaimed"] >= 2 << order:
+                order = 0
+            if sc["nr_reclaimed"] == before and sc["nr_scanned"] == 0:
+                # nothing on the LRUs could be scanned at any priority
+                continue
+        reclaimed = sc["nr_reclaimed"]
+        if not reclaimed:
+            pgdat.kswapd_failures += 1
+        for z, b in zip(pgdat.node_zones, boosts):
+            z.watermark_boost = max(0, z.watermark_boost - b)
+        if any(boosts):
+            k.wakeup_kcompactd(pgdat, 9, classzone_idx)
+        return order
+
+    def prepare_kswapd_sleep(self, pgdat, order: int, classzone_idx: int) -> bool:
+        if pgdat.kswapd_failures >= MAX_RECLAIM_RETRIES:
+            return True
+        return self.pgdat_balanced(pgdat, order, classzone_idx)
+
+    def kswapd_step(self, pgdat, now_ms: int) -> int | None:
+        """Run kswapd once; returns ms until it wants to run again, None to sleep."""
+        order = pgdat.kswapd_order
+        classzone = pgdat.kswapd_classzone_idx
+        if classzone == MAX_NR_ZONES:
+            classzone = getattr(pgdat, "_kswapd_last_classzone", MAX_NR_ZONES - 1)
+        pgdat._kswapd_last_classzone = classzone
+        if self.prepare_kswapd_sleep(pgdat, order, classzone):
+            self.k.wakeup_kcompactd(pgdat, order, classzone)
+            pgdat.kswapd_sleeping = True
+            pgdat.kswapd_order = 0
+            pgdat.kswapd_classzone_idx = MAX_NR_ZONES
+            return None
+        pgdat.kswapd_order = 0
+        pgdat.kswapd_classzone_idx = MAX_NR_ZONES
+        self.balance_pgdat(pgdat, order, classzone)
+        return KSWAPD_NAP_MS

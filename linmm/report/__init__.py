@@ -1,0 +1,1 @@
+"""Reports of what the memory manager did."""

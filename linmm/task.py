@@ -1,0 +1,146 @@
+"""Task: a user process with Linux system-call methods and memory access.
+
+Each method runs the task on its CPU (context_switch first if needed), calls
+into the memory manager with Linux argument and errno semantics, and leaves
+the task as the CPU's current task.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import EINVAL, ESRCH
+from .sched import Context
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+RLIM_INFINITY = (1 << 64) - 1
+DEFAULT_RLIMITS = {"RLIMIT_STACK": 8 << 20, "RLIMIT_DATA": RLIM_INFINITY, "RLIMIT_AS": RLIM_INFINITY,
+                   "RLIMIT_MEMLOCK": 64 << 10}
+
+
+class Task(Context):
+    """A user task (task_struct with an mm)."""
+
+    def __init__(self, k: "Kernel", pid: int, comm: str, uid: int = 0):
+        super().__init__(pid, comm)
+        self.k = k
+        self.uid = uid
+        self.cap_sys_admin = uid == 0
+        self.cap_sys_rawio = uid == 0
+        self.cap_ipc_lock = uid == 0
+        self.rlimits = dict(DEFAULT_RLIMITS)
+        self.parent: Task | None = None
+        self.children: list[Task] = []
+        self.signals: list[tuple] = []
+        self.min_flt = 0
+        self.maj_flt = 0
+        self.oom_score_adj = 0
+        self.exit_code = None
+
+    def rlimit(self, name: str) -> int:
+        return self.rlimits[name]
+
+    def setrlimit(self, name: str, value: int) -> None:
+        if name not in self.rlimits:
+            raise EINVAL(f"setrlimit: unknown resource {name}")
+        self.rlimits[name] = value
+
+    # ------------------------------------------------------------ plumbing
+    def _enter(self):
+        if self.state not in ("R",):
+            raise ESRCH(f"task {self.pid} has exited")
+        k = self.k
+        k.sched.run_on_cpu(self)
+        return k
+
+    def _syscall(self, fn, *args):
+        k = self._enter()
+        try:
+            return fn(*args)
+        finally:
+            k.after_syscall(self)
+
+    # ------------------------------------------------------------ syscalls
+    def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
+        """mmap(2); anonymous mappings (MAP_ANONYMOUS) only until files land."""
+        from .uapi import MAP_ANONYMOUS, MAP_DENYWRITE, MAP_EXECUTABLE
+        k = self._enter()
+        try:
+            if offset & 0xFFF:
+                raise EINVAL("mmap: unaligned offset")
+            if not flags & MAP_ANONYMOUS:
+                from .errors import EBADF, ENODEV
+                if fd < 0:
+                    raise EBADF("mmap: no file descriptor")
+                raise ENODEV("mmap: file mappings are not modelled yet")
+            flags &= ~(MAP_EXECUTABLE | MAP_DENYWRITE)
+            return k.mmap.do_mmap(self, addr, length, prot, flags, offset >> 12)
+        finally:
+            k.after_syscall(self)
+
+    def munmap(self, addr: int, length: int) -> None:
+        self._syscall(self.k.mmap.do_munmap, self, addr, length)
+
+    def mprotect(self, addr: int, length: int, prot: int) -> None:
+        self._syscall(self.k.mprotect.do_mprotect_pkey, self, addr, length, prot)
+
+    def madvise(self, addr: int, length: int, advice: int) -> None:
+        self._syscall(self.k.madvise.do_madvise, self, addr, length, advice)
+
+    def mincore(self, addr: int, length: int) -> bytes:
+        from .mm.mincore import do_mincore
+        return self._syscall(do_mincore, self.k, self, addr, length)
+
+    def mremap(self, old: int, old_len: int, new_len: int, flags: int = 0, new_addr: int = 0) -> int:
+        return self._syscall(self.k.mremap.sys_mremap, self, old, old_len, new_len, flags, new_addr)
+
+    def brk(self, addr: int) -> int:
+        return self._syscall(self.k.mmap.sys_brk, self, addr)
+
+    def fork(self, name: str | None = None) -> "Task":
+        return self._syscall(self.k.do_fork, self, name)
+
+    def exit(self, code: int = 0) -> None:
+        k = self._enter()
+        k.do_exit(self, code)
+
+    def set_cpu(self, cpu: int) -> None:
+        if not 0 <= cpu < self.k.config.cpus:
+            raise EINVAL(f"set_cpu: no CPU {cpu}")
+        if self.k.sched.cpus[self.cpu].curr is self:
+            self.k.sched.switch_to_idle(self.k.sched.cpus[self.cpu])
+        self.cpu = cpu
+
+    # ------------------------------------------------------------ memory access
+    def access(self, addresses, writes=False) -> None:
+        """Touch each address in order (a trace); raises Signal on SIGSEGV/SIGBUS."""
+        k = self._enter()
+        try:
+            k.fault.access(self, np.asarray(addresses), writes)
+        finally:
+            k.after_syscall(self)
+
+    def touch(self, addr: int, write: bool = False) -> None:
+        self.access(np.array([addr], np.uint64), write)
+
+    def read(self, addr: int, n: int) -> bytes:
+        """copy from user memory: faults pages in as a read would."""
+        k = self._enter()
+        try:
+            return k.access_process_vm(self, addr, n, None)
+        finally:
+            k.after_syscall(self)
+
+    def write(self, addr: int, data: bytes) -> None:
+        k = self._enter()
+        try:
+            k.access_process_vm(self, addr, len(data), bytes(data))
+        finally:
+            k.after_syscall(self)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.comm}/{self.pid}>"
+
