@@ -16,6 +16,7 @@ from .mm_types import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE
 from .pgtable import PMD_SHIFT, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER
 
 CHUNK = 1 << 20
+SCALAR_MAX = 16
 _U12, _U9 = np.uint64(12), np.uint64(9)
 
 
@@ -91,10 +92,30 @@ class Fault:
             if len(warr) != n:
                 raise ValueError("access: writes must be a bool or an array as long as addresses")
             wall = None
+        if n <= SCALAR_MAX:
+            self._access_scalar(task, addresses.tolist(),
+                                [wall] * n if warr is None else warr.tolist())
+            return
         for s in range(0, n, CHUNK):
             a = addresses[s:s + CHUNK]
             w = warr[s:s + CHUNK] if warr is not None else wall
             self._access_chunk(task, a, w)
+
+    def _access_scalar(self, task, addrs: list, writes: list) -> None:
+        """A few accesses: walk the PTE index per address (no NumPy overhead)."""
+        mm = task.mm
+        for addr, write in zip(addrs, writes):
+            while True:
+                t = mm.pte_tables.get(addr >> PMD_SHIFT)
+                if t is not None:
+                    ents = t.entries
+                    i = (addr >> 12) & 511
+                    pte = int(ents[i])
+                    if pte & (_PAGE_PRESENT | _PAGE_USER) == _PAGE_PRESENT | _PAGE_USER and \
+                            (not write or pte & _PAGE_RW):
+                        ents[i] = pte | (_PAGE_ACCESSED | _PAGE_DIRTY if write else _PAGE_ACCESSED)
+                        break
+                self.do_user_addr_fault(task, addr, write)
 
     def _lookup(self, mm, a: np.ndarray, w):
         keys, rows = mm.pte_index_arrays()

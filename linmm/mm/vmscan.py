@@ -60,27 +60,49 @@ class VmScan:
                 self.__pagevec_lru_add(pvec)
 
     def lru_cache_add_batch(self, pfns: np.ndarray) -> None:
-        """The same as lru_cache_add for many pages, one pagevec at a time."""
+        """lru_cache_add() for many new pages: the full pagevecs drain in one go.
+
+        Draining a pagevec of pages that are still mapped frees nothing, so
+        draining all full pagevecs together is the same as one at a time."""
         k = self.k
         pvec = self.lru_add_pvec[k.current_cpu()]
         k.memmap.refcount[pfns] += 1
-        i, n = 0, len(pfns)
-        while i < n:
-            take = min(PAGEVEC_SIZE - len(pvec), n - i)
-            pvec.extend(pfns[i:i + take].tolist())
-            i += take
-            if len(pvec) >= PAGEVEC_SIZE:
-                self.__pagevec_lru_add(pvec)
+        allp = pvec + pfns.tolist()
+        full = len(allp) - len(allp) % PAGEVEC_SIZE
+        pvec[:] = allp[full:]
+        if full:
+            self._lru_add_many(np.asarray(allp[:full], np.int64))
 
     def __pagevec_lru_add(self, pvec: list) -> None:
+        pages = np.asarray(pvec, np.int64)
+        pvec.clear()
+        self._lru_add_many(pages)
+
+    def _lru_add_many(self, pfns: np.ndarray) -> None:
         k = self.k
         mm = k.memmap
-        for pfn in pvec:
-            mm.set(pfn, PG_lru)
-            self.add_page_to_lru_list(pfn, self.page_lru(pfn))
-        pages = list(pvec)
-        pvec.clear()
-        self.release_pages(pages)
+        mm.flags[pfns] |= np.uint64(1 << PG_lru)
+        f = mm.flags[pfns]
+        lru = np.where((f >> np.uint64(PG_swapbacked)) & np.uint64(1), LRU_INACTIVE_ANON,
+                       LRU_INACTIVE_FILE) + ((f >> np.uint64(PG_active)) & np.uint64(1)).astype(np.int64)
+        lru[((f >> np.uint64(PG_unevictable)) & np.uint64(1)) != 0] = LRU_UNEVICTABLE
+        nids = ((f >> np.uint64(mm.nodes_pgoff)) & np.uint64(63)).astype(np.int64)
+        zidx = ((f >> np.uint64(mm.zones_pgoff)) & np.uint64(7)).astype(np.int64)
+        pl = pfns.tolist()
+        for nid, li, zi, pfn in zip(nids.tolist(), lru.tolist(), zidx.tolist(), pl):
+            self.lruvecs[nid].lists[li][pfn] = None
+        key = nids * 64 + zidx * 8 + lru
+        for kk, cnt in zip(*np.unique(key, return_counts=True)):
+            kk, cnt = int(kk), int(cnt)
+            nid, zi, li = kk // 64, (kk // 8) % 8, kk % 8
+            pg = k.pgdats[nid]
+            pg.vm_stat["nr_" + LRU_NAMES[li]] += cnt
+            pg.node_zones[zi].vm_stat["nr_zone_" + LRU_NAMES[li]] += cnt
+        rc = mm.refcount[pfns] - 1
+        mm.refcount[pfns] = rc
+        for pfn in pfns[rc == 0].tolist():  # unmapped while in the pagevec: free now
+            mm.refcount[pfn] = 1
+            self.release_pages((pfn,))
 
     def lru_add_drain(self, cpu: int | None = None) -> None:
         """lru_add_drain_cpu(): flush this CPU's pagevecs."""
