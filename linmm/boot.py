@@ -32,9 +32,72 @@ def _subtract(ranges, holes):
     return out
 
 
+def _core_param(k, name: str, totalpages: int) -> int:
+    """cmdline_parse_core(): pages from "N[KMG...]" or "N%"."""
+    from .config import memparse
+    val = k.config.params.get(name)
+    if not val:
+        return 0
+    if val.endswith("%"):
+        pct = int(val[:-1]) if val[:-1].isdigit() else 0
+        return totalpages * 100 * min(pct, 100) // 10000
+    return memparse(val)[0] >> 12
+
+
+def find_zone_movable_pfns_for_nodes(k) -> dict[int, int]:
+    """ZONE_MOVABLE sizing from kernelcore= / movablecore= (memory-model.md op 11)."""
+    lay = k.layout
+    if lay.explicit_zones is not None or "movable_node" in k.config.params:
+        return {}
+    totalpages = lay.present_pages()
+    required_kernelcore = _core_param(k, "kernelcore", totalpages)
+    required_movablecore = _core_param(k, "movablecore", totalpages)
+    if required_movablecore:
+        required_movablecore = min(totalpages, (required_movablecore + 1023) & ~1023)
+        required_kernelcore = max(required_kernelcore, totalpages - required_movablecore)
+    if not required_kernelcore or required_kernelcore >= totalpages:
+        return {}
+    movable_zone = ZONE_NORMAL if lay.max_pfn > (1 << 20) else ZONE_DMA32
+    usable_startpfn = lay.zone_windows[movable_zone][0]
+    nids = sorted({n for _, _, n in lay.memory})
+    zmp = dict.fromkeys(nids, 0)
+    usable_nodes = len(nids)
+    while True:
+        kernelcore_node = required_kernelcore // usable_nodes
+        for nid in nids:
+            if required_kernelcore < kernelcore_node:
+                kernelcore_node = required_kernelcore // usable_nodes
+            remaining = kernelcore_node
+            for s, e, n in lay.memory:
+                if n != nid:
+                    continue
+                s = max(s, zmp[nid])
+                if s >= e:
+                    continue
+                if s < usable_startpfn:
+                    kp = min(e, usable_startpfn) - s
+                    remaining -= min(kp, remaining)
+                    required_kernelcore -= min(kp, required_kernelcore)
+                    if e <= usable_startpfn:
+                        zmp[nid] = e
+                        continue
+                    s = usable_startpfn
+                size = min(e - s, remaining)
+                zmp[nid] = s + size
+                required_kernelcore -= min(required_kernelcore, size)
+                remaining -= size
+                if not remaining:
+                    break
+        usable_nodes -= 1
+        if not (usable_nodes and required_kernelcore > usable_nodes):
+            break
+    return {nid: (pfn + 1023) & ~1023 for nid, pfn in zmp.items() if pfn}
+
+
 def setup_zones(k) -> None:
     """free_area_init_nodes(): node and zone spans, present pages."""
     lay = k.layout
+    k.zone_movable_pfn = find_zone_movable_pfns_for_nodes(k)
     for pg in k.pgdats:
         mem = [(s, e) for s, e, n in lay.memory if n == pg.node_id]
         pg.node_start_pfn = min(s for s, _ in mem)
@@ -47,11 +110,21 @@ def setup_zones(k) -> None:
                     continue
                 lo, hi = span
             else:
-                if z.idx >= ZONE_MOVABLE:
+                zmp = k.zone_movable_pfn.get(pg.node_id, 0)
+                if z.idx == ZONE_MOVABLE:
+                    if not zmp:
+                        continue
+                    lo, hi = zmp, pg.node_end_pfn
+                elif z.idx > ZONE_MOVABLE:
                     continue
-                wlo, whi = lay.zone_windows[z.idx]
-                lo = max(wlo, pg.node_start_pfn)
-                hi = min(whi, pg.node_end_pfn)
+                else:
+                    wlo, whi = lay.zone_windows[z.idx]
+                    lo = max(wlo, pg.node_start_pfn)
+                    hi = min(whi, pg.node_end_pfn)
+                    if zmp and lo < zmp < hi:
+                        hi = zmp
+                    elif zmp and lo >= zmp:
+                        hi = lo
                 if hi <= lo:
                     continue
             z.zone_start_pfn = lo
@@ -73,7 +146,8 @@ def boot(k) -> None:
         k.section_flags[s >> PFN_SECTION_SHIFT:((e - 1) >> PFN_SECTION_SHIFT) + 1] = (
             SECTION_MARKED_PRESENT | SECTION_IS_ONLINE | SECTION_HAS_MEM_MAP | SECTION_IS_EARLY)
     setup_zones(k)
-    _log_zones(k)
+    zeroed = int(np.count_nonzero(k.section_flags)) * PAGES_PER_SECTION - lay.present_pages()
+    _log_zones(k, zeroed)
     # ---- memmap: holes reserved, zone/node links, pageblocks movable
     for sec in np.flatnonzero(k.section_flags).tolist():
         mm.flags[sec << PFN_SECTION_SHIFT:(sec + 1) << PFN_SECTION_SHIFT] = np.uint64(1 << PG_reserved)
@@ -83,9 +157,6 @@ def boot(k) -> None:
             if z.spanned_pages:
                 mm.set_page_links(z.zone_start_pfn, z.zone_end_pfn, z.idx, pg.node_id)
     k.page_alloc.pageblock_flags[:] = MIGRATE_MOVABLE
-    zeroed = int(np.count_nonzero(k.section_flags)) * PAGES_PER_SECTION - lay.present_pages()
-    if lay.explicit_zones is None:
-        k.printk(f"Zeroed struct page in unavailable ranges: {zeroed} pages")
     # ---- memblock_free_all: free what is not reserved, in max-order chunks
     reserved = [(s, e) for s, e, _ in lay.reserved]
     for s, e, _ in lay.memory:
@@ -134,7 +205,7 @@ def boot(k) -> None:
     k.printk(f"x86/mm: Memory block size: {mbs}MB")
 
 
-def _log_zones(k) -> None:
+def _log_zones(k, zeroed: int) -> None:
     lay = k.layout
     if lay.explicit_zones is not None:
         return
@@ -152,9 +223,12 @@ def _log_zones(k) -> None:
             hi = lay.max_pfn
         k.printk(f"  {name:<8} [mem {lo << 12:#018x}-{(hi << 12) - 1:#018x}]")
     k.printk("Movable zone start for each node")
+    for nid, pfn in sorted(k.zone_movable_pfn.items()):
+        k.printk(f"  Node {nid}: {pfn << 12:#018x}")
     k.printk("Early memory node ranges")
     for s, e, n in lay.memory:
         k.printk(f"  node {n:3d}: [mem {s << 12:#018x}-{(e << 12) - 1:#018x}]")
+    k.printk(f"Zeroed struct page in unavailable ranges: {zeroed} pages")
     for pg in k.pgdats:
         k.printk(f"Initmem setup node {pg.node_id} [mem {pg.node_start_pfn << 12:#018x}-"
                  f"{(pg.node_end_pfn << 12) - 1:#018x}]")

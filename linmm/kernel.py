@@ -589,6 +589,11 @@ class Kernel:
     def write_file(self, path: str, text) -> None:
         self.procfs.write(path, text)
 
+    def listdir(self, path: str) -> list[str]:
+        """The entries of a /proc or /sys directory the model has."""
+        from .fs.sysfs import listdir
+        return listdir(self, path)
+
     # ------------------------------------------------------------ mmu notifier API
     def mmu_notifier_register(self, mn, mm) -> int:
         return self.mmu_notifiers.register_locked(mn, mm)

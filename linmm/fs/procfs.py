@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import EACCES, EINVAL, ENOENT, ESRCH
 from ..mm import vmstat
 from ..mm.page import PG_lru, PG_reserved
-from . import task_mmu
+from . import sysfs, task_mmu
 
 KPF_LOCKED, KPF_REFERENCED, KPF_UPTODATE, KPF_DIRTY, KPF_LRU, KPF_ACTIVE = 0, 2, 3, 4, 5, 6
 KPF_SLAB, KPF_BUDDY, KPF_MMAP, KPF_ANON, KPF_SWAPCACHE, KPF_SWAPBACKED = 7, 10, 11, 12, 13, 14
@@ -51,10 +51,11 @@ class ProcFs:
                   "/proc/zoneinfo": lambda: vmstat.proc_zoneinfo(k),
                   "/proc/buddyinfo": lambda: vmstat.proc_buddyinfo(k),
                   "/proc/pagetypeinfo": lambda: vmstat.proc_pagetypeinfo(k),
-                  "/sys/devices/system/memory/block_size_bytes":
-                      lambda: f"{k.memory_block_size:x}\n"}
+                  }
         if path in simple:
             return self._slice(simple[path](), offset, size)
+        if path.startswith("/sys/devices/system/memory"):
+            return self._slice(sysfs.read_sysfs(k, path), offset, size)
         if path in ("/proc/kpageflags", "/proc/kpagecount"):
             return self.kpage(path.endswith("flags"), offset, size)
         m = re.fullmatch(r"/proc/(\d+|self)/(maps|smaps|smaps_rollup|status|statm|pagemap)", path)
@@ -102,6 +103,9 @@ class ProcFs:
                 raise EINVAL(f"{name}: {v} out of range")
             s.set(v)
             return None
+        m = re.fullmatch(r"/proc/(\d+|self)/clear_refs", path)
+        if m:
+            return sysfs.clear_refs_write(k, self._task(m.group(1)), text)
         if path in ("/proc/meminfo", "/proc/vmstat", "/proc/zoneinfo", "/proc/buddyinfo"):
             raise EACCES(f"{path} is read-only")
         raise ENOENT(path)

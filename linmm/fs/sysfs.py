@@ -1,0 +1,125 @@
+"""/sys/devices/system/memory (drivers/base/memory.c), read-only view of the
+boot-time memory blocks, and /proc/<pid>/clear_refs (fs/proc/task_mmu.c)."""
+from __future__ import annotations
+
+import re
+
+from ..errors import EINVAL, ENOENT
+from ..mm.memory_model import PFN_SECTION_SHIFT, SECTION_IS_ONLINE, SECTION_MARKED_PRESENT
+from ..mm.mm_types import VM_SOFTDIRTY
+from ..mm.mmu_notifier import MMU_NOTIFY_SOFT_DIRTY, MmuNotifierRange
+from ..mm.page import PG_referenced
+from ..mm.pgtable import _PAGE_ACCESSED, _PAGE_PRESENT, _PAGE_RW, _PAGE_SOFT_DIRTY, pte_special
+
+MEM = "/sys/devices/system/memory"
+
+
+def memory_blocks(k) -> list[int]:
+    """memory_dev_init(): a block for every run of sections with a present one."""
+    spb = k.memory_block_size >> (PFN_SECTION_SHIFT + 12)
+    present = [i for i, f in enumerate(k.section_flags.tolist()) if f & SECTION_MARKED_PRESENT]
+    return sorted({s // spb for s in present})
+
+
+def _block_pfns(k, nr: int) -> range:
+    npages = k.memory_block_size >> 12
+    return range(nr * npages, (nr + 1) * npages)
+
+
+def valid_zones(k, nr: int) -> str:
+    """An online block: its zone, or "none" when its System RAM spans several zones."""
+    pfns = _block_pfns(k, nr)
+    zones = set()
+    for s, e, _ in k.layout.memory:
+        lo, hi = max(s, pfns.start), min(e, pfns.stop)
+        if lo < hi:
+            zones.add(k.page_zone_of(lo).name)
+            zones.add(k.page_zone_of(hi - 1).name)
+    return (zones.pop() if len(zones) == 1 else "none") + "\n"
+
+
+def read_sysfs(k, path: str) -> str:
+    if path == f"{MEM}/block_size_bytes":
+        return f"{k.memory_block_size:x}\n"
+    if path == f"{MEM}/auto_online_blocks":
+        return "offline\n"
+    m = re.fullmatch(rf"{MEM}/memory(\d+)/(state|phys_index|phys_device|removable|valid_zones)", path)
+    if m and int(m.group(1)) in memory_blocks(k):
+        nr, f = int(m.group(1)), m.group(2)
+        if f == "state":
+            spb = k.memory_block_size >> (PFN_SECTION_SHIFT + 12)
+            online = any(k.section_flags[s] & SECTION_IS_ONLINE
+                         for s in range(nr * spb, min((nr + 1) * spb, len(k.section_flags))))
+            return "online\n" if online else "offline\n"
+        if f == "phys_index":
+            return f"{nr:08x}\n"
+        if f == "valid_zones":
+            return valid_zones(k, nr)
+        return "0\n" if f == "phys_device" else "1\n"
+    raise ENOENT(path)
+
+
+def listdir(k, path: str) -> list[str]:
+    path = path.rstrip("/")
+    if path == MEM:
+        return ["auto_online_blocks", "block_size_bytes"] + [f"memory{n}" for n in memory_blocks(k)]
+    m = re.fullmatch(rf"{MEM}/memory(\d+)", path)
+    if m and int(m.group(1)) in memory_blocks(k):
+        return ["phys_device", "phys_index", "removable", "state", "valid_zones"]
+    if path == "/proc":
+        return sorted(str(p) for p in k.tasks) + ["buddyinfo", "meminfo", "pagetypeinfo", "vmstat",
+                                                   "zoneinfo", "kpagecount", "kpageflags", "sys"]
+    raise ENOENT(path)
+
+
+def clear_refs_write(k, task, text: str) -> None:
+    """1 all, 2 anon, 3 mapped: clear referenced; 4 soft-dirty; 5 reset VmHWM."""
+    t = text.strip()
+    if not re.fullmatch(r"[+-]?\d+", t):
+        raise EINVAL("clear_refs: not an integer")
+    typ = int(t)
+    if typ < 1 or typ > 5:
+        raise EINVAL("clear_refs: type out of range")
+    mm = task.mm
+    if mm is None:
+        return
+    if typ == 5:
+        mm.hiwater_rss = mm.get_mm_rss()
+        return
+    rng = None
+    if typ == 4:
+        for v in mm.vmas:
+            v.vm_flags &= ~VM_SOFTDIRTY
+        rng = MmuNotifierRange(MMU_NOTIFY_SOFT_DIRTY, 0, None, mm, 0, (1 << 64) - 1)
+        k.mmu_notifiers.invalidate_range_start(rng)
+    pgt = k.pgt
+    for v in list(mm.vmas):
+        is_file = v.vm_file is not None or v.shmem is not None
+        if (typ == 2 and is_file) or (typ == 3 and not is_file):
+            continue
+        a = v.vm_start
+        while a < v.vm_end:
+            nxt = min(((a >> 21) + 1) << 21, v.vm_end)
+            tbl = mm.pte_tables.get(a >> 21)
+            if tbl is not None:
+                ptl = k.memory._ptl(mm, tbl)
+                pgt.spin_lock(ptl)
+                for i in range((a >> 12) & 511, ((a >> 12) & 511) + ((nxt - a) >> 12)):
+                    pte = int(tbl.entries[i])
+                    if not pte & _PAGE_PRESENT:
+                        continue
+                    addr = tbl.base + (i << 12)
+                    if typ == 4:
+                        new = pte & ~(_PAGE_RW | _PAGE_SOFT_DIRTY)
+                    else:
+                        if pte_special(pte):
+                            continue
+                        new = pte & ~_PAGE_ACCESSED
+                        k.memmap.clear((pte >> 12) & ((1 << 40) - 1), PG_referenced)
+                    if new != pte:
+                        pgt.set_entry(tbl, i, new, "ptep_modify_prot_commit", addr)
+                pgt.spin_unlock(ptl)
+            a = nxt
+    if rng is not None:
+        k.mmu_notifiers.invalidate_range_end(rng)
+    k.flush_tlb_mm_range(mm, 0, 1 << 64, False)
