@@ -44,6 +44,30 @@ def cmd_replay(args) -> int:
     return _replay(args, args.trace)
 
 
+def cmd_synth(args) -> int:
+    from .report.text import replay_report
+    from .workload import sequential, uniform, zipf
+    from .workload.replay import replay
+    from .workload.scenarios import fork_and_write
+    k = _kernel(args)
+    if args.kind == "fork-and-write":
+        r = fork_and_write(k, pages=args.pages, children=args.children, seed=args.seed)
+        print(f"fork-and-write: {r.pages} pages, {r.children} children")
+        print(f"  parent first-touch faults  {r.parent_faults}")
+        print(f"  child COW faults           {', '.join(map(str, r.child_faults))}")
+        print(f"  pages copied on write      {r.cow_copies}")
+        print(f"  parent data intact         {'yes' if r.checksum_ok else 'NO'}")
+        return 0 if r.checksum_ok else 1
+    length = args.pages << 12
+    gen = {"sequential": lambda: sequential(args.n, length=length, write_ratio=0.3, seed=args.seed),
+           "uniform": lambda: uniform(args.n, length=length, seed=args.seed),
+           "zipf": lambda: zipf(args.n, length=length, seed=args.seed)}[args.kind]
+    trace = gen()
+    res = replay(k, trace, progress=args.progress)
+    sys.stdout.write(replay_report(res, args.ram))
+    return 0
+
+
 def cmd_record(args) -> int:
     from .workload import RecordError, record
     cmd = args.command
@@ -79,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("trace")
     machine_opts(sp)
     sp.set_defaults(fn=cmd_replay)
+    sp = sub.add_parser("synth", help="a synthetic workload: sequential, uniform, zipf, fork-and-write")
+    sp.add_argument("kind", choices=["sequential", "uniform", "zipf", "fork-and-write"])
+    sp.add_argument("--n", type=int, default=1_000_000, help="accesses (trace kinds)")
+    sp.add_argument("--pages", type=int, default=4096, help="working-set size in pages")
+    sp.add_argument("--children", type=int, default=4, help="fork-and-write: children")
+    sp.add_argument("--seed", type=int, default=0)
+    machine_opts(sp)
+    sp.set_defaults(fn=cmd_synth)
     sp = sub.add_parser("record", help="record a program's memory trace with valgrind lackey")
     sp.add_argument("-o", "--output", default="trace.npz")
     sp.add_argument("command", nargs=argparse.REMAINDER)

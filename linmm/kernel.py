@@ -300,6 +300,44 @@ class Kernel:
         """put_page(): drop a reference; an LRU page reaching 0 leaves the LRU and is freed."""
         self.vmscan.release_pages((pfn,))
 
+    # ------------------------------------------------------------ SPLIT_RSS_COUNTING
+    def add_mm_counter_fast(self, mm, member: int, val: int, faults: int = 0) -> None:
+        """add_mm_counter_fast(); with split_rss_counting a task's faults on its own
+        mm go to per-task counters, folded every 64 events (check_sync_rss_stat).
+        `faults` > 0: this is the counter update of that many faults in a row, each
+        preceded by its check_sync_rss_stat() (the caller counted none of them)."""
+        task = self.current_task()
+        split = self.config.split_rss_counting and isinstance(task, Task) and task.mm is mm
+        if not split:
+            mm.rss_stat[member] += val
+            return
+        if not faults:
+            task.rss_private[member] += val
+            return
+        per = val // faults
+        for _ in range(faults):
+            self.check_sync_rss_stat()
+            task.rss_private[member] += per
+
+    def check_sync_rss_stat(self) -> None:
+        task = self.current_task()
+        if not self.config.split_rss_counting or not isinstance(task, Task) or task.mm is None:
+            return
+        old = task.rss_events
+        task.rss_events = old + 1
+        if old > 64:
+            self.sync_mm_rss(task.mm)
+
+    def sync_mm_rss(self, mm) -> None:
+        task = self.current_task()
+        if not isinstance(task, Task) or task.mm is not mm:
+            return
+        for i, v in enumerate(task.rss_private):
+            if v:
+                mm.rss_stat[i] += v
+                task.rss_private[i] = 0
+        task.rss_events = 0
+
     # ------------------------------------------------------------ mlock glue
     def mlock_future_check(self, task, mm, flags: int, length: int) -> None:
         self.mlock.mlock_future_check(task, mm, flags, length)
@@ -556,6 +594,7 @@ class Kernel:
         if mm is None:
             return
         self.vmscan.lru_add_drain()
+        self.sync_mm_rss(mm)
         self.mmgrab(mm, "exit_mm")
         task.mm = None
         cpu = self.sched.cpus[task.cpu]

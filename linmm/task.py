@@ -39,6 +39,8 @@ class Task(Context):
         self.maj_flt = 0
         self.oom_score_adj = 0
         self.exit_code = None
+        self.rss_private = [0, 0, 0, 0]  # task->rss_stat.count (SPLIT_RSS_COUNTING)
+        self.rss_events = 0
 
     def rlimit(self, name: str) -> int:
         return self.rlimits[name]

@@ -121,8 +121,12 @@ def check_mm(k, mm, mapped: Counter) -> None:
     want = 4096 * (tables[PTE] + tables[PMD] + tables[PUD])
     if mm.pgtables_bytes != want:
         _bug(f"pid {mm.owner_pid}: pgtables_bytes {mm.pgtables_bytes} but tables make {want}")
+    private = [0, 0, 0, 0]
+    for t in k.tasks.values():
+        if getattr(t, "mm", None) is mm and hasattr(t, "rss_private"):
+            private = [a + b for a, b in zip(private, t.rss_private)]
     for member in (MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES):
-        if mm.rss_stat[member] != rss[member]:
+        if mm.rss_stat[member] + private[member] != rss[member]:
             _bug(f"pid {mm.owner_pid}: rss counter {member} is {mm.rss_stat[member]} "
                  f"but {rss[member]} pages are mapped")
     prev_end = 0

@@ -73,6 +73,7 @@ class Memory:
         """handle_mm_fault(): count PGFAULT, walk/allocate tables, dispatch."""
         k = self.k
         k.vm_events["pgfault"] += 1
+        k.check_sync_rss_stat()
         addr &= ~0xFFF
         mm = vma.vm_mm
         t = k.pgt.pte_alloc_path(mm, addr)
@@ -126,7 +127,7 @@ class Memory:
             k.pgt.spin_unlock(ptl)
             k.page_alloc.free_pages(pfn, 0)
             return 0
-        mm.rss_stat[MM_ANONPAGES] += 1
+        k.add_mm_counter_fast(mm, MM_ANONPAGES, 1)
         k.rmap.page_add_new_anon_rmap(pfn, vma, addr)
         self.lru_cache_add_active_or_unevictable(pfn, vma)
         k.pgt.set_entry(t, idx, entry, "set_pte_at", addr)
@@ -176,10 +177,10 @@ class Memory:
         if int(t.entries[idx]) == pte:
             if old is not None:
                 if not k.rmap.PageAnon(old):
-                    mm.rss_stat[self.mm_counter(old)] -= 1
-                    mm.rss_stat[MM_ANONPAGES] += 1
+                    k.add_mm_counter_fast(mm, self.mm_counter(old), -1)
+                    k.add_mm_counter_fast(mm, MM_ANONPAGES, 1)
             else:
-                mm.rss_stat[MM_ANONPAGES] += 1
+                k.add_mm_counter_fast(mm, MM_ANONPAGES, 1)
             entry = self.mk_anon_pte(new, vma)
             # ptep_clear_flush_notify: clear, flush, tell secondary TLBs under the PTL
             k.pgt.set_entry(t, idx, 0, "ptep_clear_flush", addr)
@@ -227,6 +228,7 @@ class Memory:
                 k.vm_events["pgfault"] += 1
                 t = pgt.pte_alloc_path(mm, int(addrs[done]))
                 if t is None:
+                    k.check_sync_rss_stat()
                     return done
                 k.vm_events["pgfault"] -= 1
             run_end = done + 1
@@ -247,7 +249,7 @@ class Memory:
                     pgt.spin_lock(ptl)
                     if np.any(t.entries[idx]):
                         raise KernelBug("do_anonymous_pages: a target PTE is not none")
-                    mm.rss_stat[MM_ANONPAGES] += got
+                    k.add_mm_counter_fast(mm, MM_ANONPAGES, got, faults=got)
                     k.rmap.page_add_new_anon_rmap_batch(pfns, vma, a)
                     if vma.vm_flags & VM_LOCKED:
                         for p in pfns.tolist():
@@ -259,9 +261,11 @@ class Memory:
                     pgt.spin_unlock(ptl)
                 if got < len(idx):
                     k.vm_events["pgfault"] += 1
+                    k.check_sync_rss_stat()
                     return done + got
             else:
                 k.vm_events["pgfault"] += len(a)
+                k.add_mm_counter_fast(mm, MM_ANONPAGES, 0, faults=len(a))
                 ptl = self._ptl(mm, t)
                 pgt.spin_lock(ptl)
                 ents = t.entries
@@ -311,6 +315,7 @@ class Memory:
     def unmap_page_range(self, tlb: MmuGather, vma: Vma, start: int, end: int) -> None:
         mm = vma.vm_mm
         k = self.k
+        k.sync_mm_rss(mm)
         a = start
         while a < end:
             nxt = min(((a >> PMD_SHIFT) + 1) << PMD_SHIFT, end)
@@ -320,7 +325,6 @@ class Memory:
             a = nxt
         if tlb.pages and len(tlb.pages) > 10000:
             tlb.tlb_flush_mmu()
-        del k
 
     def zap_page_range(self, vma: Vma, start: int, size: int) -> None:
         """MADV_DONTNEED and friends: CLEAR notification, zap, flush."""

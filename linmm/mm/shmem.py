@@ -103,7 +103,7 @@ class Shmem:
         if write:
             entry |= _PAGE_DIRTY | _PAGE_SOFT_DIRTY
         k.memmap.refcount[pfn] += 1
-        vma.vm_mm.rss_stat[MM_SHMEMPAGES] += 1
+        k.add_mm_counter_fast(vma.vm_mm, MM_SHMEMPAGES, 1)
         k.rmap.page_add_file_rmap(pfn)
         k.pgt.set_entry(t, idx, entry, "set_pte_at", addr)
 
