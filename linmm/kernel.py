@@ -99,6 +99,7 @@ class Kernel:
             if not cpu.curr.is_kthread:
                 self.sched.switch_to_idle(cpu)
         end = self.now_ms + ms
+        steps = 0
         while True:
             due = [t for t in self.sched.kthreads.values() if t.due is not None and t.due <= end]
             if not due:
@@ -108,7 +109,10 @@ class Kernel:
             cpu = self.sched.cpus[t.cpu]
             self.sched.context_switch(cpu, t)
             nxt = t.fn(self.now_ms) if t.fn else None
-            t.due = None if nxt is None else self.now_ms + max(1, nxt)
+            t.due = None if nxt is None else self.now_ms + nxt
+            steps += 1
+            if steps > 100000:
+                raise KernelBug(f"k.run: {t.comm} keeps running without sleeping")
             self.sched.switch_to_idle(cpu)
         self.now_ms = end
         self.mmu_notifiers.synchronize()
@@ -222,7 +226,7 @@ class Kernel:
 
     def zone_stat_threshold(self, zone) -> int:
         """The per-cpu stat threshold: the pressure threshold while kswapd is awake."""
-        if not zone.zone_pgdat.kswapd_sleeping:
+        if zone.zone_pgdat.kswapd_state != "sleep":
             return max(1, min(125, (zone._watermark[1] - zone._watermark[0]) // self.config.cpus))
         return zone.stat_threshold
 

@@ -77,9 +77,10 @@ class Scheduler:
         self.k.tasks[t.pid] = t
         return t
 
-    def wake(self, comm: str) -> None:
+    def wake(self, comm: str, force: bool = False) -> None:
+        """Make a kernel thread runnable now (force: also cut a timed sleep short)."""
         t = self.kthreads.get(comm)
-        if t is not None and t.due is None:
+        if t is not None and (t.due is None or force):
             t.due = self.k.now_ms
 
     # ------------------------------------------------------------ switching

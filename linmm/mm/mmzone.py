@@ -117,7 +117,12 @@ class PgData:
         self.kswapd_order = 0
         self.kswapd_classzone_idx = MAX_NR_ZONES
         self.kswapd_failures = 0
-        self.kswapd_sleeping = True
+        self.kswapd_sleeping = True  # full sleep (normal stat threshold)
+        self.kswapd_state = "sleep"  # "try" | "nap" | "sleep"
+        self.nap_end = 0
+        self.nap_woken = False
+        self.ks_alloc_order = self.ks_reclaim_order = 0
+        self.ks_classzone = MAX_NR_ZONES - 1
         self.totalreserve_pages = 0
         self.vm_stat = dict.fromkeys(NODE_STAT_ITEMS, 0)
         self.cpus: list[int] = []

@@ -269,7 +269,7 @@ class VmScan:
         else:
             pgdat.kswapd_classzone_idx = max(pgdat.kswapd_classzone_idx, classzone_idx)
         pgdat.kswapd_order = max(pgdat.kswapd_order, order)
-        if not pgdat.kswapd_sleeping:
+        if pgdat.kswapd_state == "try":  # running: its wait queue is empty
             return
         boosted = any(z.watermark_boost for z in pgdat.node_zones[:classzone_idx + 1])
         if pgdat.kswapd_failures >= MAX_RECLAIM_RETRIES or \
@@ -280,8 +280,12 @@ class VmScan:
         self.wake_kswapd_thread(pgdat)
 
     def wake_kswapd_thread(self, pgdat) -> None:
-        pgdat.kswapd_sleeping = False
-        self.k.kthreads.wake(f"kswapd{pgdat.node_id}")
+        """wake_up_interruptible(&pgdat->kswapd_wait): ends a nap early or a full sleep."""
+        if pgdat.kswapd_state == "nap":
+            pgdat.nap_woken = True
+        elif pgdat.kswapd_state == "sleep":
+            pgdat.kswapd_sleeping = False
+        self.k.sched.wake(f"kswapd{pgdat.node_id}", force=True)
 
     def wake_all_kswapds(self, order: int, gfp: int, ac) -> None:
         seen = set()
@@ -291,60 +295,110 @@ class VmScan:
                 self.wakeup_kswapd(z, gfp, order, ac.high_zoneidx)
 
     def balance_pgdat(self, pgdat, order: int, classzone_idx: int) -> int:
-        """One kswapd reclaim pass; returns the order it was balanced for."""
+        """One kswapd reclaim pass (mm/vmscan.c balance_pgdat); returns sc.order."""
         k = self.k
         k.vm_events["pageoutrun"] += 1
+        zones = pgdat.node_zones[:classzone_idx + 1]
         boosts = [z.watermark_boost for z in pgdat.node_zones]
         nr_boost_reclaim = sum(boosts[:classzone_idx + 1])
-        reclaimed = 0
-        sc = {"nr_to_reclaim": 0, "nr_scanned": 0, "nr_reclaimed": 0, "priority": DEF_PRIORITY,
-              "reclaim_idx": classzone_idx}
-        for prio in range(DEF_PRIORITY, 0, -1):
-            balanced = self.pgdat_balanced(pgdat, order, classzone_idx)
-            if not balanced and nr_boost_reclaim:
-                nr_boost_reclaim = 0
-            if balanced and not nr_boost_reclaim:
-                break
-            if nr_boost_reclaim and prio < DEF_PRIORITY - 2:
-                break
-            sc["priority"] = prio
-            sc["nr_to_reclaim"] = sum(max(z.high_wmark_pages(), SWAP_CLUSTER_MAX)
-                                      for z in pgdat.node_zones[:classzone_idx + 1] if z.managed_pages)
-            before = sc["nr_reclaimed"]
-            self.shrink_node(pgdat, sc)
-            if order and sc["nr_reclaimed"] >= 2 << order:
-                order = 0
-            if sc["nr_reclaimed"] == before and sc["nr_scanned"] == 0:
-                # nothing on the LRUs could be scanned at any priority
+        boosted = nr_boost_reclaim > 0
+        while True:  # restart:
+            sc = {"order": order, "nr_to_reclaim": 0, "nr_scanned": 0, "nr_reclaimed": 0,
+                  "priority": DEF_PRIORITY, "reclaim_idx": classzone_idx,
+                  "may_writepage": not nr_boost_reclaim, "may_swap": not nr_boost_reclaim}
+            restart = balanced_out = False
+            while True:
+                before = sc["nr_reclaimed"]
+                balanced = self.pgdat_balanced(pgdat, sc["order"], classzone_idx)
+                if not balanced and nr_boost_reclaim:
+                    nr_boost_reclaim = 0
+                    restart = True
+                    break
+                if not nr_boost_reclaim and balanced:
+                    balanced_out = True
+                    break
+                raise_priority = True
+                if nr_boost_reclaim and sc["priority"] == DEF_PRIORITY - 2:
+                    raise_priority = False
+                sc["nr_to_reclaim"] = sum(max(z.high_wmark_pages(), SWAP_CLUSTER_MAX)
+                                          for z in zones if z.managed_pages)
+                scanned0 = sc["nr_scanned"]
+                self.shrink_node(pgdat, sc)
+                if sc["order"] and sc["nr_reclaimed"] >= 2 << sc["order"]:
+                    sc["order"] = 0
+                if sc["nr_scanned"] - scanned0 >= sc["nr_to_reclaim"]:
+                    raise_priority = False
+                nr_reclaimed = sc["nr_reclaimed"] - before
+                nr_boost_reclaim -= min(nr_boost_reclaim, nr_reclaimed)
+                if nr_boost_reclaim and not nr_reclaimed:
+                    break
+                if raise_priority or not nr_reclaimed:
+                    sc["priority"] -= 1
+                if sc["priority"] < 1:
+                    break
+            if restart:
                 continue
-        reclaimed = sc["nr_reclaimed"]
-        if not reclaimed:
+            break
+        if not balanced_out and not sc["nr_reclaimed"]:
             pgdat.kswapd_failures += 1
-        for z, b in zip(pgdat.node_zones, boosts):
-            z.watermark_boost = max(0, z.watermark_boost - b)
-        if any(boosts):
+        if boosted:
+            for z, b in zip(pgdat.node_zones, boosts):
+                z.watermark_boost -= min(z.watermark_boost, b)
             k.wakeup_kcompactd(pgdat, 9, classzone_idx)
-        return order
+        return sc["order"]
 
     def prepare_kswapd_sleep(self, pgdat, order: int, classzone_idx: int) -> bool:
         if pgdat.kswapd_failures >= MAX_RECLAIM_RETRIES:
             return True
         return self.pgdat_balanced(pgdat, order, classzone_idx)
 
+    @staticmethod
+    def kswapd_classzone_idx(pgdat, prev: int) -> int:
+        return prev if pgdat.kswapd_classzone_idx == MAX_NR_ZONES else pgdat.kswapd_classzone_idx
+
     def kswapd_step(self, pgdat, now_ms: int) -> int | None:
-        """Run kswapd once; returns ms until it wants to run again, None to sleep."""
-        order = pgdat.kswapd_order
-        classzone = pgdat.kswapd_classzone_idx
-        if classzone == MAX_NR_ZONES:
-            classzone = getattr(pgdat, "_kswapd_last_classzone", MAX_NR_ZONES - 1)
-        pgdat._kswapd_last_classzone = classzone
-        if self.prepare_kswapd_sleep(pgdat, order, classzone):
-            self.k.wakeup_kcompactd(pgdat, order, classzone)
-            pgdat.kswapd_sleeping = True
-            pgdat.kswapd_order = 0
-            pgdat.kswapd_classzone_idx = MAX_NR_ZONES
-            return None
+        """One scheduling of kswapd(): returns ms until it runs again, None to sleep.
+
+        States: "try" (top of the loop, kswapd_try_to_sleep next), "nap" (the
+        HZ/10 short sleep), "sleep" (full sleep until wakeup_kswapd)."""
+        st = pgdat.kswapd_state
+        if st == "nap":
+            remaining = max(0, pgdat.nap_end - now_ms) if pgdat.nap_woken else 0
+            pgdat.nap_woken = False
+            if remaining:
+                pgdat.kswapd_classzone_idx = self.kswapd_classzone_idx(pgdat, pgdat.ks_classzone)
+                pgdat.kswapd_order = max(pgdat.kswapd_order, pgdat.ks_reclaim_order)
+            if not remaining and self.prepare_kswapd_sleep(pgdat, pgdat.ks_reclaim_order,
+                                                           pgdat.ks_classzone):
+                pgdat.kswapd_state = "sleep"
+                pgdat.kswapd_sleeping = True
+                return None
+            self.k.vm_events["kswapd_low_wmark_hit_quickly" if remaining
+                             else "kswapd_high_wmark_hit_quickly"] += 1
+            return self._kswapd_balance(pgdat)
+        if st == "sleep":  # woken from the full sleep
+            pgdat.kswapd_sleeping = False
+            return self._kswapd_balance(pgdat)
+        # "try": kswapd_try_to_sleep()
+        if self.prepare_kswapd_sleep(pgdat, pgdat.ks_reclaim_order, pgdat.ks_classzone):
+            self.k.wakeup_kcompactd(pgdat, pgdat.ks_alloc_order, pgdat.ks_classzone)
+            pgdat.kswapd_state = "nap"
+            pgdat.nap_end = now_ms + KSWAPD_NAP_MS
+            return KSWAPD_NAP_MS
+        self.k.vm_events["kswapd_high_wmark_hit_quickly"] += 1
+        return self._kswapd_balance(pgdat)
+
+    def _kswapd_balance(self, pgdat) -> int:
+        alloc_order = pgdat.kswapd_order
+        classzone = self.kswapd_classzone_idx(pgdat, pgdat.ks_classzone)
         pgdat.kswapd_order = 0
         pgdat.kswapd_classzone_idx = MAX_NR_ZONES
-        self.balance_pgdat(pgdat, order, classzone)
-        return KSWAPD_NAP_MS
+        reclaim_order = self.balance_pgdat(pgdat, alloc_order, classzone)
+        if reclaim_order < alloc_order:
+            pgdat.ks_alloc_order, pgdat.ks_reclaim_order = alloc_order, reclaim_order
+            pgdat.ks_classzone = classzone
+        else:
+            pgdat.ks_alloc_order = pgdat.ks_reclaim_order = pgdat.kswapd_order
+            pgdat.ks_classzone = self.kswapd_classzone_idx(pgdat, classzone)
+        pgdat.kswapd_state = "try"
+        return 0
