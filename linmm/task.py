@@ -78,6 +78,11 @@ class Task(Context):
                 if fd < 0:
                     raise EBADF("mmap: no file descriptor")
                 raise ENODEV("mmap: file mappings are not modelled yet")
+            from .uapi import MAP_HUGETLB
+            if flags & MAP_HUGETLB:
+                # hugetlb_file_setup() with an empty pool (no hugetlbfs model yet)
+                from .errors import ENOMEM
+                raise ENOMEM("mmap: MAP_HUGETLB and no huge pages are reserved")
             flags &= ~(MAP_EXECUTABLE | MAP_DENYWRITE)
             return k.mmap.do_mmap(self, addr, length, prot, flags, offset >> 12)
         finally:
