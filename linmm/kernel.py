@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import MachineConfig
-from .errors import EINVAL, ENOMEM, ESRCH, Errno, KernelBug
+from .errors import EINVAL, ENOMEM, ESRCH, Errno, KernelBug, Signal
 from .mm import gfp as G
 from .mm.fault import Fault
 from .mm.madvise import Madvise
@@ -148,9 +148,14 @@ class Kernel:
             raise KernelBug(f"BUG: sleeping function called from invalid context at {file}:{line}")
 
     def after_syscall(self, task) -> None:
+        """Return to user space: no lock may be held; a pending SIGKILL kills the task."""
         if task.held_locks:
             names = ", ".join(lk.name for lk in task.held_locks)
             raise KernelBug(f"BUG: lock held when returning to user space: {names}")
+        if getattr(task, "pending_kill", False) and task.state == "R":
+            task.pending_kill = False
+            self.kill_task(task, 9)
+            raise Signal(9, 0, None, task.pid)
 
     def user_tasks(self) -> list:
         return [t for t in self.tasks.values() if isinstance(t, Task)]

@@ -29,6 +29,7 @@ class Context:
         self.state = "R"
         self.pf_memalloc = False
         self.oom_victim = False
+        self.pending_kill = False  # SIGKILL queued, taken on return to user space
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.comm}/{self.pid}>"

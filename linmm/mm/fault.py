@@ -58,6 +58,8 @@ class Fault:
             ret = k.memory.handle_mm_fault(vma, addr, FAULT_FLAG_USER | (FAULT_FLAG_WRITE if write else 0))
             if not ret & (VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV):
                 task.min_flt += 1
+                if task.pending_kill:  # chosen by the OOM killer during this fault
+                    raise Signal(SIGKILL, 0, None, task.pid)
                 return
             if ret & VM_FAULT_OOM:
                 self.pagefault_out_of_memory(task)
@@ -68,10 +70,13 @@ class Fault:
             raise self.bad_area(task, addr, SEGV_MAPERR)
 
     def pagefault_out_of_memory(self, task) -> None:
+        """VM_FAULT_OOM: the OOM killer runs unless current is already a victim; a
+        killed current task dies with SIGKILL on its way back to user space."""
         k = self.k
-        if not k.oom.out_of_memory(0, 0) or task.oom_victim:
-            if not task.oom_victim:
-                k.kill_task(task, SIGKILL)
+        if not task.oom_victim and not getattr(task, "pending_kill", False):
+            if not k.oom.out_of_memory(0, 0):
+                task.pending_kill = True  # nothing killable: the faulting task dies
+        if getattr(task, "pending_kill", False) or task.oom_victim:
             raise Signal(SIGKILL, 0, None, task.pid)
 
     @staticmethod
@@ -205,7 +210,8 @@ class Fault:
                 addrs = uniq[i:j] << _U12
                 done = k.memory.do_anonymous_pages(vma, addrs, write)
                 task.min_flt += done
-                if done < j - i:
+                if done < j - i or task.pending_kill:
+                    self._finish_before(task, a, w, bad[first[i + done]] if i + done < n else len(a))
                     self.pagefault_out_of_memory(task)
                     return 1
                 i = j

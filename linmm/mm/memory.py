@@ -260,6 +260,8 @@ class Memory:
                     t.entries[idx] = entries
                     pgt.spin_unlock(ptl)
                 if got < len(idx):
+                    if getattr(k.current_task(), "pending_kill", False):
+                        return done + got  # killed: back to user space to die
                     k.vm_events["pgfault"] += 1
                     k.check_sync_rss_stat()
                     return done + got

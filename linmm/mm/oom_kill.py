@@ -18,6 +18,9 @@ class OomKiller:
     def out_of_memory(self, gfp: int, order: int) -> bool:
         """Kill one task; True if a victim was chosen."""
         k = self.k
+        cur = k.current_task()
+        if getattr(cur, "oom_victim", False) or getattr(cur, "pending_kill", False):
+            return True  # current is already dying: let it use the reserves
         best, best_pts = None, -1
         for t in k.user_tasks():
             if t.state != "R":
@@ -41,4 +44,7 @@ class OomKiller:
                  f"shmem-rss:{mm.rss_stat[MM_SHMEMPAGES] * 4}kB, UID:{victim.uid} "
                  f"pgtables:{mm.pgtables_bytes // 1024}kB oom_score_adj:{victim.oom_score_adj}")
         victim.oom_victim = True
-        k.kill_task(victim, 9)
+        if victim is k.current_task():
+            victim.pending_kill = True  # SIGKILL is handled on return to user space
+        else:
+            k.kill_task(victim, 9)

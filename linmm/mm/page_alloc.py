@@ -607,47 +607,43 @@ class PageAllocator:
         return pfn
 
     def __alloc_pages_slowpath(self, gfp: int, order: int, ac) -> int | None:
+        """mm/page_alloc.c __alloc_pages_slowpath() (v5.7); compaction is not modelled
+        (it always reports COMPACT_SKIPPED)."""
         k = self.k
         can_direct_reclaim = bool(gfp & G._GFP_DIRECT_RECLAIM)
         costly = order > PAGE_ALLOC_COSTLY_ORDER
         alloc_flags = self.gfp_to_alloc_flags(gfp)
+        task = k.current_task()
+        pf_memalloc = bool(getattr(task, "pf_memalloc", False))
         if alloc_flags & ALLOC_KSWAPD:
             k.wake_all_kswapds(order, gfp, ac)
         pfn = self.get_page_from_freelist(gfp, order, alloc_flags, ac)
         if pfn is not None:
             return pfn
-        task = k.current_task()
-        pf_memalloc = task is not None and getattr(task, "pf_memalloc", False)
         if can_direct_reclaim and (costly or (order > 0 and ac.migratetype != MIGRATE_MOVABLE)) \
-                and not pf_memalloc and not gfp & G._GFP_MEMALLOC:
-            # direct compaction: the model has no compaction yet: COMPACT_SKIPPED
-            if costly and gfp & G._GFP_NORETRY:
+                and not self.gfp_pfmemalloc_allowed(gfp, task):
+            if costly and gfp & G._GFP_NORETRY:  # COMPACT_SKIPPED
                 return self._nopage(gfp, order, ac)
         no_progress_loops = 0
-        oom_tries = 0
-        while True:
+        while True:  # retry:
             if alloc_flags & ALLOC_KSWAPD:
                 k.wake_all_kswapds(order, gfp, ac)
-            reserve = 0
-            if not gfp & G._GFP_NOMEMALLOC:
-                if gfp & G._GFP_MEMALLOC or pf_memalloc:
-                    reserve = ALLOC_NO_WATERMARKS
-                elif task is not None and getattr(task, "oom_victim", False):
-                    reserve = ALLOC_OOM
-            if reserve:
-                alloc_flags = (alloc_flags & ~ALLOC_WMARK_MASK & ~ALLOC_CPUSET) | reserve
+            reserve_flags = self.__gfp_pfmemalloc_flags(gfp, task)
+            if reserve_flags:
+                alloc_flags = reserve_flags
             pfn = self.get_page_from_freelist(gfp, order, alloc_flags, ac)
             if pfn is not None:
                 return pfn
             if not can_direct_reclaim or pf_memalloc:
                 return self._nopage(gfp, order, ac)
             progress = k.vmscan.try_to_free_pages(order, gfp, ac)
-            pfn = self.get_page_from_freelist(gfp, order, alloc_flags, ac)
-            if pfn is None and not progress:
-                self.drain_all_pages()
+            if progress:  # __alloc_pages_direct_reclaim
                 pfn = self.get_page_from_freelist(gfp, order, alloc_flags, ac)
-            if pfn is not None:
-                return pfn
+                if pfn is None:
+                    self.drain_all_pages()
+                    pfn = self.get_page_from_freelist(gfp, order, alloc_flags, ac)
+                if pfn is not None:
+                    return pfn
             if gfp & G._GFP_NORETRY:
                 return self._nopage(gfp, order, ac)
             if costly and not gfp & G._GFP_RETRY_MAYFAIL:
@@ -656,26 +652,61 @@ class PageAllocator:
                 no_progress_loops = 0
             else:
                 no_progress_loops += 1
-            if self.should_reclaim_retry(order, ac, alloc_flags, no_progress_loops):
+            if self.should_reclaim_retry(order, ac, alloc_flags, bool(progress), no_progress_loops):
                 continue
-            # __alloc_pages_may_oom
-            if gfp & G._GFP_NOFAIL or not costly:
-                if oom_tries < 2 and k.oom.out_of_memory(gfp, order):
-                    oom_tries += 1
-                    no_progress_loops = 0
-                    continue
+            pfn, oom_progress = self.__alloc_pages_may_oom(gfp, order, ac)
+            if pfn is not None:
+                return pfn
+            if getattr(task, "oom_victim", False) and \
+                    (alloc_flags == ALLOC_OOM or gfp & G._GFP_NOMEMALLOC):
+                return self._nopage(gfp, order, ac)
+            if oom_progress:
+                no_progress_loops = 0
+                continue
             return self._nopage(gfp, order, ac)
 
-    def should_reclaim_retry(self, order: int, ac, alloc_flags: int, loops: int) -> bool:
+    @staticmethod
+    def gfp_pfmemalloc_allowed(gfp: int, task) -> bool:
+        return bool(PageAllocator.__gfp_pfmemalloc_flags(gfp, task) & ALLOC_NO_WATERMARKS)
+
+    @staticmethod
+    def __gfp_pfmemalloc_flags(gfp: int, task) -> int:
+        if gfp & G._GFP_NOMEMALLOC:
+            return 0
+        if gfp & G._GFP_MEMALLOC:
+            return ALLOC_NO_WATERMARKS
+        if task is not None and getattr(task, "pf_memalloc", False):
+            return ALLOC_NO_WATERMARKS
+        if task is not None and getattr(task, "oom_victim", False):
+            return ALLOC_OOM
+        return 0
+
+    def __alloc_pages_may_oom(self, gfp: int, order: int, ac) -> tuple[int | None, bool]:
+        pfn = self.get_page_from_freelist((gfp | G._GFP_HARDWALL) & ~G._GFP_DIRECT_RECLAIM, order,
+                                          ALLOC_WMARK_HIGH | ALLOC_CPUSET, ac)
+        if pfn is not None:
+            return pfn, False
+        if order > PAGE_ALLOC_COSTLY_ORDER or gfp & (G._GFP_RETRY_MAYFAIL | G._GFP_THISNODE):
+            return None, False
+        if ac.high_zoneidx < ZONE_NORMAL:
+            return None, False
+        if self.k.oom.out_of_memory(gfp, order):
+            return None, True
+        return None, False
+
+    def should_reclaim_retry(self, order: int, ac, alloc_flags: int, did_some_progress: bool,
+                             no_progress_loops: int) -> bool:
         from .mmzone import MAX_RECLAIM_RETRIES
-        if loops > MAX_RECLAIM_RETRIES:
-            return False
+        if no_progress_loops > MAX_RECLAIM_RETRIES:
+            return False  # unreserve_highatomic_pageblock(): no highatomic reserves modelled
         for z in ac.zones:
-            available = self.k.vmscan.zone_reclaimable_pages(z) * (MAX_RECLAIM_RETRIES - loops) \
-                // MAX_RECLAIM_RETRIES + z.vm_stat["nr_free_pages"]
+            reclaimable = self.k.vmscan.zone_reclaimable_pages(z)
+            available = reclaimable + z.vm_stat["nr_free_pages"]
             if self.__zone_watermark_ok(z, order, z.min_wmark_pages(), ac.classzone_idx,
                                         alloc_flags, available):
-                return self.k.vmscan.zone_reclaimable_pages(z) > 0
+                if not did_some_progress and 2 * z.vm_stat["nr_zone_write_pending"] > reclaimable:
+                    return True
+                return True
         return False
 
     def _nopage(self, gfp: int, order: int, ac) -> None:
@@ -765,6 +796,10 @@ class PageAllocator:
             if pfn is None:
                 pfn = self.alloc_pages_nodemask(gfp & ~G._GFP_ZERO, 0)
                 if pfn is None:
+                    break
+                if getattr(k.current_task(), "pending_kill", False):
+                    out[got] = pfn  # the OOM killer chose current: this fault is its last
+                    got += 1
                     break
             out[got] = pfn
             got += 1
