@@ -132,6 +132,7 @@ class Scheduler:
     def run_on_cpu(self, ctx: Context) -> None:
         """A task method runs ctx on its CPU, switching to it if needed."""
         cpu = self.cpus[ctx.cpu]
+        self.k._cur_cpu = ctx.cpu
         if cpu.curr is not ctx:
             self.context_switch(cpu, ctx)
 

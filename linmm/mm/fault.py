@@ -165,11 +165,10 @@ class Fault:
             f = int(bad[0])
             if f:
                 self._set_ad(mm, flat[:f], ok[:f], wsub if isinstance(wsub, bool) else wsub[:f])
-            nbad = self._fault_batch(task, sub, wsub, bad)
-            start += f if nbad == 0 else f
-            # after the batch the first bad access is now ok; continue from it
+            self._fault_batch(task, sub, wsub, bad)
+            start += f  # the first faulting access is served now: go on from it
 
-    def _fault_batch(self, task, a: np.ndarray, w, bad: np.ndarray) -> int:
+    def _fault_batch(self, task, a: np.ndarray, w, bad: np.ndarray) -> None:
         """Handle the faults of the not-ok accesses `bad` (indices into a) in order."""
         k = self.k
         pages = a[bad] >> _U12
@@ -213,7 +212,7 @@ class Fault:
                 if done < j - i or task.pending_kill:
                     self._finish_before(task, a, w, bad[first[i + done]] if i + done < n else len(a))
                     self.pagefault_out_of_memory(task)
-                    return 1
+                    return
                 i = j
                 continue
             try:
@@ -222,7 +221,6 @@ class Fault:
                 self._finish_before(task, a, w, bad[first[i]])
                 raise
             i += 1
-        return 1
 
     def _finish_before(self, task, a, w, upto: int) -> None:
         """Before raising a signal at access `upto`, the earlier accesses happened."""
