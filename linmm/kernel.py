@@ -253,10 +253,15 @@ class Kernel:
 
     # ------------------------------------------------------------ page API
     def pfn_valid(self, pfn: int) -> bool:
+        """FLATMEM: below max_mapnr; DISCONTIGMEM: inside a node's span; SPARSEMEM:
+        the section has a memmap (holes in early sections are valid)."""
         if pfn < 0:
             return False
-        if self.config.memory_model == "flatmem":
+        model = self.config.memory_model
+        if model == "flatmem":
             return pfn < self.layout.max_pfn
+        if model == "discontigmem":
+            return any(pg.node_start_pfn <= pfn < pg.node_end_pfn for pg in self.pgdats)
         nr = pfn >> PFN_SECTION_SHIFT
         return nr < len(self.section_flags) and bool(self.section_flags[nr] & SECTION_HAS_MEM_MAP)
 
@@ -289,6 +294,28 @@ class Kernel:
 
     def page_to_section(self, page: Page) -> int:
         return self.memmap.page_to_section(page.pfn)
+
+    @staticmethod
+    def pfn_to_section_nr(pfn: int) -> int:
+        return pfn >> PFN_SECTION_SHIFT
+
+    @staticmethod
+    def section_nr_to_pfn(nr: int) -> int:
+        return nr << PFN_SECTION_SHIFT
+
+    def __nr_to_section(self, nr: int) -> int | None:
+        """The section's flags (section_mem_map bits), None past NR_MEM_SECTIONS."""
+        if not 0 <= nr < len(self.section_flags):
+            return None
+        return int(self.section_flags[nr])
+
+    def pfn_in_present_section(self, pfn: int) -> bool:
+        f = self.__nr_to_section(pfn >> PFN_SECTION_SHIFT)
+        return bool(f and f & SECTION_MARKED_PRESENT)
+
+    @staticmethod
+    def zone_spans_pfn(zone, pfn: int) -> bool:
+        return zone.zone_spans_pfn(pfn)
 
     def alloc_pages(self, gfp: int, order: int = 0, nid: int | None = None) -> Page | None:
         """__alloc_pages_nodemask(); None on failure (the kernel's NULL)."""
@@ -695,3 +722,4 @@ class Kernel:
 
 
 setattr(Kernel, "__free_pages", Kernel.free_pages)
+setattr(Kernel, "__nr_to_section", Kernel._Kernel__nr_to_section)

@@ -39,6 +39,8 @@ def valid_zones(k, nr: int) -> str:
 
 
 def read_sysfs(k, path: str) -> str:
+    if k.config.memory_model in ("flatmem", "discontigmem"):
+        raise ENOENT(path)  # memory blocks exist only with SPARSEMEM
     if path == f"{MEM}/block_size_bytes":
         return f"{k.memory_block_size:x}\n"
     if path == f"{MEM}/auto_online_blocks":
@@ -61,6 +63,8 @@ def read_sysfs(k, path: str) -> str:
 
 def listdir(k, path: str) -> list[str]:
     path = path.rstrip("/")
+    if path.startswith(MEM) and k.config.memory_model in ("flatmem", "discontigmem"):
+        raise ENOENT(path)
     if path == MEM:
         return ["auto_online_blocks", "block_size_bytes"] + [f"memory{n}" for n in memory_blocks(k)]
     m = re.fullmatch(rf"{MEM}/memory(\d+)", path)

@@ -166,7 +166,7 @@ def _reserve_boot(cfg, lay: Layout) -> None:
     for nid in sorted({n for _, _, n in lay.memory}):
         secs = sorted({sec for s, e, n in lay.memory if n == nid
                        for sec in range(pfn_to_section_nr(s), pfn_to_section_nr(e - 1) + 1)})
-        if cfg.memory_model == "flatmem":
+        if cfg.memory_model in ("flatmem", "discontigmem"):  # one mem_map over the node span
             s0 = min(s for s, _, n in lay.memory if n == nid) & ~1023
             e0 = (max(e for _, e, n in lay.memory if n == nid) + 1023) & ~1023
             need = ((e0 - s0) * STRUCT_PAGE_SIZE + PAGE_SIZE - 1) >> PAGE_SHIFT
