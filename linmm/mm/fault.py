@@ -12,12 +12,12 @@ from ..errors import ENOMEM, EPERM, Signal
 from ..uapi import SEGV_ACCERR, SEGV_MAPERR, SIGBUS, SIGKILL, SIGSEGV, BUS_ADRERR
 from .memory import (FAULT_FLAG_USER, FAULT_FLAG_WRITE, VM_FAULT_OOM, VM_FAULT_SIGBUS,
                      VM_FAULT_SIGSEGV)
-from .mm_types import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE
+from .mm_types import DENSE_MASK, VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE
 from .pgtable import PMD_SHIFT, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER
 
 CHUNK = 1 << 20
 SCALAR_MAX = 16
-_U12, _U9 = np.uint64(12), np.uint64(9)
+_U12, _U18, _U21 = np.uint64(12), np.uint64(18), np.uint64(21)
 
 
 class Fault:
@@ -123,14 +123,22 @@ class Fault:
                 self.do_user_addr_fault(task, addr, write)
 
     def _lookup(self, mm, a: np.ndarray, w):
-        keys, rows = mm.pte_index_arrays()
-        pmd = a >> np.uint64(PMD_SHIFT)
-        if len(keys) == 0:
-            return None, np.zeros(len(a), bool)
-        pos = np.searchsorted(keys, pmd)
-        pos[pos == len(keys)] = 0
-        hit = keys[pos] == pmd
-        flat = rows[pos] * 512 + ((a >> _U12) & np.uint64(511)).astype(np.int64)
+        """(flat pool index per access, ok mask): ok = present, user, writable if written."""
+        pmd = a >> _U21
+        region = pmd >> _U18
+        rmin, rmax = int(region.min()), int(region.max())
+        off = (pmd & np.uint64(DENSE_MASK)).astype(np.intp)
+        if rmin == rmax:
+            d = mm.pte_dense.get(rmin)
+            rows = d[off] if d is not None else np.full(len(a), -1, np.int32)
+        else:
+            rows = np.full(len(a), -1, np.int32)
+            for r, d in mm.pte_dense.items():
+                if rmin <= r <= rmax:
+                    m = region == np.uint64(r)
+                    rows[m] = d[off[m]]
+        hit = rows >= 0
+        flat = rows.astype(np.intp) * 512 + ((a >> _U12) & np.uint64(511)).astype(np.intp)
         flat[~hit] = 0
         ptes = mm.pte_pool.reshape(-1)[flat]
         need = np.uint64(_PAGE_PRESENT | _PAGE_USER)
@@ -139,17 +147,24 @@ class Fault:
             ok &= (ptes & np.uint64(_PAGE_RW)) != 0
         elif w is not False:
             ok &= ~w | ((ptes & np.uint64(_PAGE_RW)) != 0)
-        return flat, ok
+        return flat, ok, ptes
 
-    def _set_ad(self, mm, flat: np.ndarray, ok: np.ndarray, w) -> None:
+    def _set_ad(self, mm, flat: np.ndarray, ok: np.ndarray, w, ptes: np.ndarray) -> None:
+        """Hardware sets the accessed bit (and dirty on a write) in PTEs lacking it."""
         pool = mm.pte_pool.reshape(-1)
-        idx = flat[ok]
-        pool[idx] = pool[idx] | np.uint64(_PAGE_ACCESSED)
-        if w is True:
-            pool[idx] = pool[idx] | np.uint64(_PAGE_DIRTY)
-        elif w is not False:
-            wi = flat[ok & w]
-            pool[wi] = pool[wi] | np.uint64(_PAGE_DIRTY)
+        A, D = np.uint64(_PAGE_ACCESSED), np.uint64(_PAGE_DIRTY)
+        missing_a = ok & ((ptes & A) == 0)
+        if missing_a.any():
+            idx = flat[missing_a]
+            pool[idx] = pool[idx] | A
+        if w is False:
+            return
+        wd = ok & ((ptes & D) == 0)
+        if w is not True:
+            wd &= w
+        if wd.any():
+            idx = flat[wd]
+            pool[idx] = pool[idx] | D
 
     def _access_chunk(self, task, a: np.ndarray, w) -> None:
         mm = task.mm
@@ -157,14 +172,15 @@ class Fault:
         while start < len(a):
             sub = a[start:]
             wsub = w if isinstance(w, bool) else w[start:]
-            flat, ok = self._lookup(mm, sub, wsub)
-            bad = np.flatnonzero(~ok)
-            if not len(bad):
-                self._set_ad(mm, flat, ok, wsub)
+            flat, ok, ptes = self._lookup(mm, sub, wsub)
+            if ok.all():
+                self._set_ad(mm, flat, ok, wsub, ptes)
                 return
+            bad = np.flatnonzero(~ok)
             f = int(bad[0])
             if f:
-                self._set_ad(mm, flat[:f], ok[:f], wsub if isinstance(wsub, bool) else wsub[:f])
+                self._set_ad(mm, flat[:f], ok[:f], wsub if isinstance(wsub, bool) else wsub[:f],
+                             ptes[:f])
             self._fault_batch(task, sub, wsub, bad)
             start += f  # the first faulting access is served now: go on from it
 
@@ -227,5 +243,5 @@ class Fault:
         if upto:
             sub = a[:upto]
             wsub = w if isinstance(w, bool) else w[:upto]
-            flat, ok = self._lookup(task.mm, sub, wsub)
-            self._set_ad(task.mm, flat, ok, wsub)
+            flat, ok, ptes = self._lookup(task.mm, sub, wsub)
+            self._set_ad(task.mm, flat, ok, wsub, ptes)

@@ -31,6 +31,8 @@ MM_COUNTER_NAMES = ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SWAPENTS", "MM_SHMEMPAGE
 MMF_VM_MERGEABLE, MMF_VM_HUGEPAGE, MMF_OOM_SKIP, MMF_OOM_VICTIM = 16, 17, 21, 25
 
 _ids = itertools.count(1)
+DENSE_BITS = 18  # pmd indexes per 512 GiB region
+DENSE_MASK = (1 << DENSE_BITS) - 1
 
 
 class AnonVma:
@@ -121,7 +123,7 @@ class MmStruct:
         self.pte_pool = np.zeros((8, 512), np.uint64)
         self.free_rows: list[int] = list(range(7, -1, -1))
         self.pte_tables: dict[int, object] = {}  # pmd index (addr >> 21) -> PageTable
-        self._keys_cache = None
+        self.pte_dense: dict[int, np.ndarray] = {}  # (addr >> 39) -> pool row per pmd index
 
     def __repr__(self) -> str:
         return f"<mm {self.id:#x} pid={self.owner_pid}>"
@@ -142,16 +144,22 @@ class MmStruct:
         self.pte_pool[row] = 0
         self.free_rows.append(row)
 
-    def pte_index_arrays(self):
-        """Sorted pmd keys and their pool rows, for the batched access path."""
-        if self._keys_cache is None:
-            keys = np.fromiter(sorted(self.pte_tables), np.uint64, len(self.pte_tables))
-            rows = np.fromiter((self.pte_tables[int(kk)].row for kk in keys), np.int64, len(keys))
-            self._keys_cache = (keys, rows)
-        return self._keys_cache
+    def set_pte_table(self, key: int, table) -> None:
+        """Index a PTE table by its pmd index (addr >> 21), or drop it (table None).
 
-    def invalidate_pte_index(self) -> None:
-        self._keys_cache = None
+        Besides the dict, each 512 GiB region in use keeps a dense int32 map from
+        pmd index to pool row (-1 = none): the batched access path looks up
+        millions of addresses with one gather instead of a search."""
+        slot, off = key >> DENSE_BITS, key & DENSE_MASK
+        d = self.pte_dense.get(slot)
+        if table is None:
+            del self.pte_tables[key]
+            d[off] = -1
+            return
+        self.pte_tables[key] = table
+        if d is None:
+            d = self.pte_dense[slot] = np.full(1 << DENSE_BITS, -1, np.int32)
+        d[off] = table.row
 
     # ---- counters
     def get_mm_counter(self, member: int) -> int:

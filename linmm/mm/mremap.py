@@ -241,10 +241,9 @@ class Mremap:
         pgt.set_entry(old_pmd, old_t.pidx, 0, "pmd_clear", old_addr)
         nidx = (new_addr >> PMD_SHIFT) & 511
         pgt.set_entry(new_pmd, nidx, entry, "set_pmd_at", new_addr)
-        del mm.pte_tables[old_addr >> PMD_SHIFT]
+        mm.set_pte_table(old_addr >> PMD_SHIFT, None)
         old_t.parent, old_t.pidx, old_t.base = new_pmd, nidx, new_addr & ~(PMD_SIZE - 1)
-        mm.pte_tables[new_addr >> PMD_SHIFT] = old_t
-        mm.invalidate_pte_index()
+        mm.set_pte_table(new_addr >> PMD_SHIFT, old_t)
         if new_ptl is not old_ptl:
             pgt.spin_unlock(new_ptl)
         pgt.spin_unlock(old_ptl)

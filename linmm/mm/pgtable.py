@@ -338,8 +338,7 @@ class PgTableOps:
         self.set_entry(parent, idx, (child.pfn << 12) | _PAGE_TABLE, fn, addr)
         child.parent, child.pidx = parent, idx
         if child.level == PTE:
-            mm.pte_tables[addr >> PMD_SHIFT] = child
-            mm.invalidate_pte_index()
+            mm.set_pte_table(addr >> PMD_SHIFT, child)
             mm.pgtables_bytes += 4096  # mm_inc_nr_ptes
         elif child.level in (PMD, PUD):
             mm.pgtables_bytes += 4096  # mm_inc_nr_pmds / mm_inc_nr_puds
@@ -400,8 +399,7 @@ class PgTableOps:
             ctx.pt_exempt -= 1
         mm = t.mm
         if t.level == PTE:
-            del mm.pte_tables[t.base >> PMD_SHIFT]
-            mm.invalidate_pte_index()
+            mm.set_pte_table(t.base >> PMD_SHIFT, None)
         if t.level in (PTE, PMD, PUD):
             mm.pgtables_bytes -= 4096
 
