@@ -6,6 +6,7 @@ under a page-table lock; interval subscribers get a collision-retry sequence.
 """
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -69,12 +70,12 @@ class MmuIntervalNotifier:
 
 @dataclass
 class MmuNotifierSubscriptions:
-    list: list = field(default_factory=list)  # newest first
+    itree: list = field(default_factory=list)  # interval subscribers by start
+    deferred_list: list = field(default_factory=list)  # (op, sub)
     has_itree: bool = False
     invalidate_seq: int = 2
     active_invalidate_ranges: int = 0
-    itree: list = field(default_factory=list)
-    deferred_list: list = field(default_factory=list)  # (op, sub)
+    list: list = field(default_factory=builtins.list)  # classic subscribers, newest first
 
 
 class MmuNotifiers:
@@ -152,12 +153,12 @@ class MmuNotifiers:
     # ------------------------------------------------------------ interval
     def interval_insert_locked(self, sub: MmuIntervalNotifier, mm, start: int, length: int,
                                ops: MmuIntervalNotifierOps) -> int:
-        if length == 0 or start + length - 1 > ULONG_MAX:
-            return -75
         if mm.notifier_subscriptions is None or not mm.notifier_subscriptions.has_itree:
             ret = self.register_locked(None, mm)
             if ret:
                 return ret
+        if length == 0 or start + length - 1 > ULONG_MAX:
+            return -75  # -EOVERFLOW
         if mm.mm_count <= 0:
             return -22
         subs = mm.notifier_subscriptions
