@@ -49,6 +49,7 @@ class Kernel:
         self._log: list[str] = []
         self.vm_events = dict.fromkeys(VM_EVENT_ITEMS, 0)
         self.tasks: dict[int, object] = {}
+        self.mms: dict[int, MmStruct] = {}  # every mm_struct not yet __mmdrop'ed
         self._next_pid = 1
         self.in_notifier_callback = 0
         self.current_tlb = None
@@ -448,6 +449,7 @@ class Kernel:
     def mm_alloc(self, owner=None) -> MmStruct:
         mm = MmStruct(self, owner)
         self.pgt.pgd_alloc(mm)
+        self.mms[mm.id] = mm
         mm.mmap_base = STACK_TOP - (128 << 20)
         return mm
 
@@ -508,6 +510,7 @@ class Kernel:
         self.pgt.pgd_free(mm)
         mm.notifier_subscriptions = None
         mm.freed = True
+        del self.mms[mm.id]
         if self.config.trace_mm:
             self.printk(f"__mmdrop: mm {mm.id:#x} of pid {mm.owner_pid}")
 
@@ -547,8 +550,6 @@ class Kernel:
         self.tasks[t.pid] = t
         mm.start_brk = mm.brk = DEFAULT_BRK
         mm.start_data = mm.end_data = DEFAULT_BRK
-        prev_cpu_ctx = self._cur_cpu
-        self.sched.run_on_cpu(t)
         try:
             stack = Vma(mm, STACK_TOP - 4096, STACK_TOP, VM_STACK_FLAGS)
             stack.vm_pgoff = stack.vm_start >> 12
@@ -562,8 +563,6 @@ class Kernel:
         except Errno:
             self.tasks.pop(t.pid)
             raise
-        finally:
-            self._cur_cpu = prev_cpu_ctx
         return t
 
     def do_fork(self, parent: Task, name: str | None) -> Task:

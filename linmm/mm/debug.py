@@ -67,14 +67,9 @@ def check_free_lists(k) -> None:
 def check_page_tables(k) -> Counter:
     """Walk every user mm; return how many PTEs map each pfn."""
     mapped: Counter = Counter()
-    for task in list(k.tasks.values()):
-        mm = getattr(task, "mm", None)
-        if mm is None or getattr(task, "is_kthread", False):
-            continue
-        if any(t is not task and getattr(t, "mm", None) is mm for t in k.tasks.values()
-               if t.pid < task.pid):
-            continue
-        check_mm(k, mm, mapped)
+    for mm in list(k.mms.values()):
+        if mm.mm_users > 0:
+            check_mm(k, mm, mapped)
     return mapped
 
 
@@ -185,12 +180,7 @@ def check_lru(k) -> None:
 
 def check_commit(k) -> None:
     want = 0
-    seen = set()
-    for t in k.tasks.values():
-        mm = getattr(t, "mm", None)
-        if mm is None or id(mm) in seen:
-            continue
-        seen.add(id(mm))
+    for mm in k.mms.values():
         want += sum(v.vma_pages() for v in mm.vmas if v.vm_flags & VM_ACCOUNT)
     want += sum(o.charged for o in k.shmem.objects)
     if k.overcommit.vm_committed_as != want:
@@ -198,7 +188,7 @@ def check_commit(k) -> None:
 
 
 def check_mm_refs(k) -> None:
-    mms = {}
+    mms = {id(m): m for m in k.mms.values()}
     ctxs = list(k.tasks.values()) + [c.idle for c in k.sched.cpus]
     for c in ctxs:
         for m in (c.mm, c.active_mm):
@@ -227,9 +217,8 @@ def check_mm_refs(k) -> None:
         subs = m.notifier_subscriptions
         notif = 0
         if subs is not None:
-            notif = len([s for s in subs.list if s.hashed]) + len(subs.itree) + \
+            notif = subs.grabs + len(subs.itree) + \
                 sum(1 for op, _ in subs.deferred_list if op == "insert")
-        notif += sum(1 for mn in k.mmu_notifiers.pending_free if mn.mm is m)
         want = (1 if m.mm_users else 0) + lazy[key] + notif
         if m.mm_count != want:
             _bug(f"mm of pid {m.owner_pid}: mm_count {m.mm_count} != {want} "

@@ -76,6 +76,7 @@ class MmuNotifierSubscriptions:
     invalidate_seq: int = 2
     active_invalidate_ranges: int = 0
     list: list = field(default_factory=builtins.list)  # classic subscribers, newest first
+    grabs: int = 0  # classic subscribers holding mmgrab (register until unregister/free)
 
 
 class MmuNotifiers:
@@ -94,6 +95,7 @@ class MmuNotifiers:
             subs = mm.notifier_subscriptions = MmuNotifierSubscriptions()
         if mn is not None:
             self.k.mmgrab(mm, "mmu_notifier")
+            subs.grabs += 1
             mn.mm = mm
             mn.users = 1
             mn.hashed = True
@@ -110,6 +112,8 @@ class MmuNotifiers:
                 mn.ops.release(mn, mm)
             mm.notifier_subscriptions.list.remove(mn)
             mn.hashed = False
+        if mm.notifier_subscriptions is not None:
+            mm.notifier_subscriptions.grabs -= 1
         self.k.mmdrop(mm, "mmu_notifier")
 
     def get_locked(self, ops: MmuNotifierOps, mm):
@@ -148,6 +152,8 @@ class MmuNotifiers:
             mm = mn.mm
             if mn.ops.free_notifier:
                 mn.ops.free_notifier(mn)
+            if mm.notifier_subscriptions is not None:
+                mm.notifier_subscriptions.grabs -= 1
             self.k.mmdrop(mm, "mmu_notifier")
 
     # ------------------------------------------------------------ interval
