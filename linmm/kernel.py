@@ -47,6 +47,7 @@ class Kernel:
         self.now_ms = 0
         self.stat_interval = 1
         self._log: list[str] = []
+        self._once: set[str] = set()
         self.vm_events = dict.fromkeys(VM_EVENT_ITEMS, 0)
         self.tasks: dict[int, object] = {}
         self.mms: dict[int, MmStruct] = {}  # every mm_struct not yet __mmdrop'ed
@@ -88,6 +89,11 @@ class Kernel:
     # ------------------------------------------------------------ log and time
     def printk(self, line: str) -> None:
         self._log.append(line)
+
+    def printk_once(self, line: str) -> None:
+        if line not in self._once:
+            self._once.add(line)
+            self.printk(line)
 
     def dmesg(self) -> str:
         return "".join(line + "\n" for line in self._log)
@@ -212,6 +218,13 @@ class Kernel:
 
     def global_free_pages(self) -> int:
         return sum(z.vm_stat["nr_free_pages"] for z in self.all_zones())
+
+    def vm_commit_limit(self) -> int:
+        return self.overcommit.vm_commit_limit()
+
+    def vm_enough_memory(self, mm, pages: int, task=None) -> None:
+        """security_vm_enough_memory_mm(): charge or raise ENOMEM."""
+        self.overcommit.security_vm_enough_memory_mm(mm, pages, task)
 
     def total_swap_pages(self) -> int:
         return 0

@@ -9,7 +9,7 @@ from ..mm.memory_model import PFN_SECTION_SHIFT, SECTION_IS_ONLINE, SECTION_MARK
 from ..mm.mm_types import VM_SOFTDIRTY
 from ..mm.mmu_notifier import MMU_NOTIFY_SOFT_DIRTY, MmuNotifierRange
 from ..mm.page import PG_referenced
-from ..mm.pgtable import _PAGE_ACCESSED, _PAGE_PRESENT, _PAGE_RW, _PAGE_SOFT_DIRTY, pte_special
+from ..mm.pgtable import _PAGE_ACCESSED, _PAGE_PRESENT, _PAGE_RW, _PAGE_SOFT_DIRTY, pte_present, pte_special
 
 MEM = "/sys/devices/system/memory"
 
@@ -110,7 +110,7 @@ def clear_refs_write(k, task, text: str) -> None:
                 pgt.spin_lock(ptl)
                 for i in range((a >> 12) & 511, ((a >> 12) & 511) + ((nxt - a) >> 12)):
                     pte = int(tbl.entries[i])
-                    if not pte & _PAGE_PRESENT:
+                    if not pte_present(pte):
                         continue
                     addr = tbl.base + (i << 12)
                     if typ == 4:

@@ -6,7 +6,7 @@ import numpy as np
 from ..mm.mm_types import (MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, VM_EXEC,
                            VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SOFTDIRTY, VM_WRITE)
 from ..mm.page import PG_dirty, PG_referenced, PG_swapbacked
-from ..mm.pgtable import (PMD_SHIFT, _PAGE_PRESENT, _PAGE_SOFT_DIRTY, pte_dirty, pte_pfn,
+from ..mm.pgtable import (pte_present, PMD_SHIFT, _PAGE_PRESENT, _PAGE_SOFT_DIRTY, pte_dirty, pte_pfn,
                           pte_special, pte_young)
 
 _MNEMONICS = {0: "rd", 1: "wr", 2: "ex", 3: "sh", 4: "mr", 5: "mw", 6: "me", 7: "ms", 8: "gd",
@@ -75,7 +75,7 @@ def smaps_gather(k, mm, vma, mss: dict) -> None:
     addrs, vals = _ptes(mm, vma)
     locked = bool(vma.vm_flags & VM_LOCKED)
     for addr, pte in zip(addrs, vals):
-        if not pte & _PAGE_PRESENT:
+        if not pte_present(pte):
             mss["swap"] += 4096
             continue
         if pte_special(pte):
@@ -256,7 +256,7 @@ def pagemap_read(k, task, offset: int, size: int | None, show_pfn: bool) -> byte
                 ents = t.entries[i0:i0 + ((nxt - a) >> 12)]
                 for off in np.flatnonzero(ents).tolist():
                     pte = int(ents[off])
-                    if not pte & _PAGE_PRESENT:
+                    if not pte_present(pte):
                         continue
                     v = int(out[(a >> 12) - first + off]) | PM_PRESENT
                     if pte & _PAGE_SOFT_DIRTY:

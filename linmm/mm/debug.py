@@ -10,7 +10,7 @@ from .gfp import MIGRATE_ISOLATE
 from .memory_model import MAX_ORDER
 from .mm_types import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, VM_ACCOUNT
 from .page import PG_lru
-from .pgtable import PMD, PTE, PUD, _PAGE_PRESENT, _PAGE_RW, _PAGE_SPECIAL
+from .pgtable import PMD, PTE, PUD, _PAGE_PRESENT, _PAGE_RW, _PAGE_SPECIAL, pte_present
 
 
 def _bug(msg: str) -> None:
@@ -94,7 +94,7 @@ def check_mm(k, mm, mapped: Counter) -> None:
                 vma = k.mmap.find_vma(mm, addr)
                 if vma is None or vma.vm_start > addr:
                     _bug(f"pid {mm.owner_pid}: PTE {pte:#x} at {addr:#x} outside every VMA")
-                if not pte & _PAGE_PRESENT:
+                if not pte_present(pte):
                     _bug(f"pid {mm.owner_pid}: non-present PTE {pte:#x} at {addr:#x}")
                 pfn = (pte >> 12) & ((1 << 40) - 1)
                 if pte & _PAGE_SPECIAL:

@@ -3,27 +3,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import EAGAIN, EINVAL, ENOMEM
+from ..errors import EACCES, EAGAIN, EINVAL, ENOMEM
 from ..uapi import (MADV_COLD, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP, MADV_DONTFORK,
                     MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_HWPOISON, MADV_KEEPONFORK,
                     MADV_MERGEABLE, MADV_NOHUGEPAGE, MADV_NORMAL, MADV_PAGEOUT, MADV_RANDOM,
                     MADV_REMOVE, MADV_SEQUENTIAL, MADV_SOFT_OFFLINE, MADV_UNMERGEABLE,
                     MADV_WILLNEED, MADV_WIPEONFORK)
-from .mm_types import (VM_DONTCOPY, VM_DONTDUMP, VM_HUGEPAGE, VM_HUGETLB, VM_IO, VM_LOCKED,
-                       VM_NOHUGEPAGE, VM_PFNMAP, VM_RAND_READ, VM_SEQ_READ, VM_SHARED, VM_SPECIAL,
-                       VM_WIPEONFORK, Vma)
+from .mm_types import (VM_DONTCOPY, VM_DONTDUMP, VM_DONTEXPAND, VM_HUGEPAGE, VM_HUGETLB, VM_IO,
+                       VM_LOCKED, VM_MAYSHARE, VM_MERGEABLE, VM_MIXEDMAP, VM_NOHUGEPAGE, VM_PFNMAP,
+                       VM_RAND_READ, VM_SEQ_READ, VM_SHARED, VM_SPECIAL, VM_WIPEONFORK, VM_WRITE, Vma)
 from .mmu_notifier import MMU_NOTIFY_CLEAR, MmuNotifierRange
-from .page import PG_dirty
-from .pgtable import PMD_SHIFT, pte_mkclean, pte_mkold, pte_present
+from .page import PG_dirty, PG_referenced
+from .pgtable import _PAGE_ACCESSED, PMD_SHIFT, pte_mkclean, pte_mkold, pte_present
 
 _VALID = {MADV_DOFORK, MADV_DONTFORK, MADV_NORMAL, MADV_SEQUENTIAL, MADV_RANDOM, MADV_REMOVE,
           MADV_WILLNEED, MADV_DONTNEED, MADV_FREE, MADV_COLD, MADV_PAGEOUT, MADV_MERGEABLE,
           MADV_UNMERGEABLE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_DONTDUMP, MADV_DODUMP,
           MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_HWPOISON, MADV_SOFT_OFFLINE}
-# advice whose effect the model does not have yet: accepted and validated, but
-# they belong to later subsystems (KSM, THP, hwpoison, reclaim of cold pages)
-_LATER = {MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_COLD, MADV_PAGEOUT, MADV_HWPOISON,
-          MADV_SOFT_OFFLINE, MADV_REMOVE}
+# memory-failure injection needs the hwpoison model (a later subsystem)
+_LATER = {MADV_HWPOISON, MADV_SOFT_OFFLINE}
 
 
 class Madvise:
@@ -71,6 +69,13 @@ class Madvise:
         if behavior == MADV_WILLNEED:
             k.vmscan.lru_add_drain()
             return vma
+        if behavior in (MADV_COLD, MADV_PAGEOUT):
+            if vma.vm_flags & (VM_LOCKED | VM_HUGETLB | VM_PFNMAP):
+                raise EINVAL("madvise: locked, hugetlb or pfnmap mapping")
+            self.madvise_cold_or_pageout(vma, start, end, behavior == MADV_PAGEOUT)
+            return vma
+        if behavior == MADV_REMOVE:
+            return self.madvise_remove(vma, start, end)
         if behavior in (MADV_DONTNEED, MADV_FREE):
             if vma.vm_flags & (VM_LOCKED | VM_HUGETLB | VM_PFNMAP):
                 raise EINVAL("madvise: locked, hugetlb or pfnmap mapping")
@@ -113,6 +118,12 @@ class Madvise:
             f = (f & ~VM_NOHUGEPAGE) | VM_HUGEPAGE
         elif behavior == MADV_NOHUGEPAGE:
             f = (f & ~VM_HUGEPAGE) | VM_NOHUGEPAGE
+        elif behavior == MADV_MERGEABLE:  # ksm_madvise(); ksmd itself is not modelled yet
+            if not f & (VM_MERGEABLE | VM_SHARED | VM_MAYSHARE | VM_PFNMAP | VM_IO | VM_DONTEXPAND
+                        | VM_HUGETLB | VM_MIXEDMAP):
+                f |= VM_MERGEABLE
+        elif behavior == MADV_UNMERGEABLE:
+            f &= ~VM_MERGEABLE
         if f == vma.vm_flags:
             return vma
         try:
@@ -128,6 +139,68 @@ class Madvise:
             raise EAGAIN("madvise: cannot split the mapping (max_map_count)") from None
         vma.vm_flags = f
         return k.mmap.try_merge_around(mm, vma)
+
+    def madvise_cold_or_pageout(self, vma: Vma, start: int, end: int, pageout: bool) -> None:
+        """MADV_COLD deactivates exclusively mapped pages; MADV_PAGEOUT reclaims them,
+        which for anonymous pages without swap ends in activate_locked (PGACTIVATE)."""
+        k = self.k
+        mm = vma.vm_mm
+        memmap = k.memmap
+        k.vmscan.lru_add_drain()
+        isolated = []
+        a = max(start, vma.vm_start)
+        end = min(end, vma.vm_end)
+        while a < end:
+            nxt = min(((a >> PMD_SHIFT) + 1) << PMD_SHIFT, end)
+            t = mm.pte_tables.get(a >> PMD_SHIFT)
+            if t is not None:
+                i0 = (a >> 12) & 511
+                ptl = k.memory._ptl(mm, t)
+                k.pgt.spin_lock(ptl)
+                for off in np.nonzero(t.entries[i0:i0 + ((nxt - a) >> 12)])[0].tolist():
+                    addr = a + (off << 12)
+                    pte = int(t.entries[i0 + off])
+                    if not pte_present(pte):
+                        continue
+                    pfn = k.memory.vm_normal_page(vma, addr, pte)
+                    if pfn is None or memmap.page_mapcount(pfn) != 1:
+                        continue
+                    if pte & _PAGE_ACCESSED:
+                        k.pgt.set_entry(t, i0 + off, pte_mkold(pte), "set_pte_at", addr)
+                        k.flush_tlb_mm_range(mm, addr, addr + 4096, False)
+                    memmap.clear(pfn, PG_referenced)
+                    if pageout:
+                        isolated.append(pfn)
+                    else:
+                        k.vmscan.deactivate_page(pfn)
+                k.pgt.spin_unlock(ptl)
+            a = nxt
+        if isolated:
+            k.vmscan.reclaim_pages(isolated)
+
+    def madvise_remove(self, vma: Vma, start: int, end: int) -> Vma:
+        """MADV_REMOVE: punch a hole in shared memory (shmem_fallocate PUNCH_HOLE)."""
+        k = self.k
+        if vma.vm_flags & VM_LOCKED:
+            raise EINVAL("madvise: MADV_REMOVE on a locked mapping")
+        if vma.shmem is None:
+            raise EINVAL("madvise: MADV_REMOVE needs a shared file mapping")
+        if (vma.vm_flags & (VM_SHARED | VM_WRITE)) != (VM_SHARED | VM_WRITE):
+            raise EACCES("madvise: MADV_REMOVE needs a shared writable mapping")
+        first = vma.linear_page_index(start)
+        last = vma.linear_page_index(end)
+        for other in list(k.mms.values()):  # unmap_mapping_range over every mapping of the object
+            for v in other.vmas:
+                if v.shmem is not vma.shmem:
+                    continue
+                s = max(v.vm_start, v.vm_start + ((first - v.vm_pgoff) << 12))
+                e = min(v.vm_end, v.vm_start + ((last - v.vm_pgoff) << 12))
+                if s < e:
+                    k.memory.zap_page_range(v, s, e - s)
+        for index in range(first, last):
+            if index in vma.shmem.pages:
+                k.shmem.delete_from_page_cache(vma.shmem, index)
+        return vma
 
     def madvise_free_single_vma(self, vma: Vma, start: int, end: int) -> None:
         """MADV_FREE: clean, old PTEs; exclusively mapped anon pages become lazyfree."""

@@ -231,12 +231,10 @@ class MmapOps:
             if addr & ~PAGE_MASK:
                 raise EINVAL("get_unmapped_area: unaligned")
             return addr
-        if addr:
-            addr = page_align(addr)
-            vma, prev = self.find_vma_prev(mm, addr)
-            if TASK_SIZE - length >= addr and addr >= self.mmap_min_addr and \
-                    (vma is None or addr + length <= vm_start_gap(vma)) and \
-                    (prev is None or addr >= vm_end_gap(prev)):
+        if addr:  # arch_get_unmapped_area_topdown(): the hint, if it fits
+            addr &= PAGE_MASK & ((1 << 64) - 1)
+            vma = self.find_vma(mm, addr)
+            if TASK_SIZE - length >= addr and (vma is None or addr + length <= vm_start_gap(vma)):
                 return addr
         a = self.unmapped_area_topdown(mm, length, PAGE_SIZE, mm.mmap_base)
         if a is None:
@@ -277,8 +275,10 @@ class MmapOps:
         mm = task.mm
         if not length:
             raise EINVAL("mmap: length 0")
-        if not flags & MAP_FIXED:
-            addr = max(page_align(addr), self.mmap_min_addr) if addr else 0
+        if not flags & MAP_FIXED:  # round_hint_to_min()
+            addr &= PAGE_MASK & ((1 << 64) - 1)
+            if addr and addr < self.mmap_min_addr:
+                addr = page_align(self.mmap_min_addr)
         length = page_align(length)
         if not length or length > 1 << 64:
             raise ENOMEM("mmap: length overflows")

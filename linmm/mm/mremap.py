@@ -25,7 +25,8 @@ class Mremap:
             raise EINVAL("mremap: MREMAP_DONTUNMAP needs MAYMOVE and equal lengths")
         if addr & 0xFFF:
             raise EINVAL("mremap: unaligned address")
-        old_len, new_len = page_align(old_len), page_align(new_len)
+        old_len = page_align(old_len) & ((1 << 64) - 1)
+        new_len = page_align(new_len) & ((1 << 64) - 1)
         if not new_len:
             raise EINVAL("mremap: new length 0")
         if flags & (MREMAP_FIXED | MREMAP_DONTUNMAP):
@@ -60,6 +61,10 @@ class Mremap:
         vma = k.mmap.find_vma(mm, addr)
         if vma is None or vma.vm_start > addr:
             raise EFAULT("mremap: address not mapped")
+        if not old_len and not vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
+            self.k.printk_once(f"{task.comm} ({task.pid}): attempted to duplicate a private mapping "
+                               f"with mremap.  This is not supported.")
+            raise EINVAL("mremap: duplicating a private mapping")
         if vma.vm_flags & VM_HUGETLB:
             raise EINVAL("mremap: hugetlb mapping")
         if flags & MREMAP_DONTUNMAP and (not vma.is_anonymous() or vma.vm_flags & VM_SHARED):

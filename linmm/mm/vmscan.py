@@ -38,6 +38,7 @@ class VmScan:
         self.lruvecs = [LruVec() for _ in k.pgdats]
         self.lru_add_pvec = [[] for _ in range(k.config.cpus)]
         self.lru_lazyfree_pvec = [[] for _ in range(k.config.cpus)]
+        self.lru_deactivate_pvec = [[] for _ in range(k.config.cpus)]
         self.swappiness = 60
 
     # ------------------------------------------------------------ LRU add
@@ -113,6 +114,51 @@ class VmScan:
         pvec = self.lru_lazyfree_pvec[cpu]
         if pvec:
             self._lazyfree_drain(pvec)
+        pvec = self.lru_deactivate_pvec[cpu]
+        if pvec:
+            self._deactivate_drain(pvec)
+
+    def deactivate_page(self, pfn: int) -> None:
+        """MADV_COLD: queue an active page for the inactive list (lru_deactivate_pvecs)."""
+        mm = self.k.memmap
+        if not (mm.test(pfn, PG_lru) and mm.test(pfn, PG_active)) or mm.test(pfn, PG_unevictable):
+            return
+        mm.refcount[pfn] += 1
+        pvec = self.lru_deactivate_pvec[self.k.current_cpu()]
+        pvec.append(pfn)
+        if len(pvec) >= PAGEVEC_SIZE:
+            self._deactivate_drain(pvec)
+
+    def _deactivate_drain(self, pvec: list) -> None:
+        mm = self.k.memmap
+        for pfn in pvec:
+            if mm.test(pfn, PG_lru) and mm.test(pfn, PG_active) and not mm.test(pfn, PG_unevictable):
+                self.del_page_from_lru_list(pfn, self.page_lru(pfn))
+                mm.clear(pfn, PG_active)
+                mm.clear(pfn, PG_referenced)
+                self.add_page_to_lru_list(pfn, self.page_lru(pfn))
+                self.k.vm_events["pgdeactivate"] += 1
+        pages = list(pvec)
+        pvec.clear()
+        self.release_pages(pages)
+
+    def reclaim_pages(self, pfns: list) -> int:
+        """reclaim_pages() -> shrink_page_list(): with no swap an anonymous page cannot
+        be paged out (add_to_swap fails) and is activated (PGACTIVATE)."""
+        mm = self.k.memmap
+        activated = 0
+        for pfn in pfns:
+            if not mm.test(pfn, PG_lru):
+                continue
+            lru = self.page_lru(pfn)
+            if mm.test(pfn, PG_swapbacked) and self.k.total_swap_pages() == 0:
+                if not mm.test(pfn, PG_active) and lru != LRU_UNEVICTABLE:
+                    self.del_page_from_lru_list(pfn, lru)
+                    mm.set(pfn, PG_active)
+                    self.add_page_to_lru_list(pfn, self.page_lru(pfn))
+                activated += 1
+        self.k.vm_events["pgactivate"] += activated
+        return 0
 
     def mark_page_lazyfree(self, pfn: int) -> None:
         """MADV_FREE: queue an anon page to move to the inactive file list."""
