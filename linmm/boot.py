@@ -146,9 +146,15 @@ def boot(k) -> None:
         k.section_flags[s >> PFN_SECTION_SHIFT:((e - 1) >> PFN_SECTION_SHIFT) + 1] = (
             SECTION_MARKED_PRESENT | SECTION_IS_ONLINE | SECTION_HAS_MEM_MAP | SECTION_IS_EARLY)
     setup_zones(k)
-    zeroed = int(np.count_nonzero(k.section_flags)) * PAGES_PER_SECTION - lay.present_pages()
+    if cfg.memory_model in ("flatmem", "discontigmem"):
+        zeroed = lay.max_pfn - lay.present_pages()
+    else:
+        zeroed = int(np.count_nonzero(k.section_flags)) * PAGES_PER_SECTION - lay.present_pages()
     _log_zones(k, zeroed)
     # ---- memmap: holes reserved, zone/node links, pageblocks movable
+    if cfg.memory_model in ("flatmem", "discontigmem"):  # one mem_map over [0, max_pfn)
+        mm.flags[:lay.max_pfn] = np.uint64(1 << PG_reserved)
+        mm.refcount[:lay.max_pfn] = 1
     for sec in np.flatnonzero(k.section_flags).tolist():
         mm.flags[sec << PFN_SECTION_SHIFT:(sec + 1) << PFN_SECTION_SHIFT] = np.uint64(1 << PG_reserved)
         mm.refcount[sec << PFN_SECTION_SHIFT:(sec + 1) << PFN_SECTION_SHIFT] = 1
@@ -185,7 +191,13 @@ def boot(k) -> None:
     # ---- initcalls
     k.page_alloc.init_per_zone_wmark_min()
     k.overcommit.init_reserves()
-    # ---- zero page and free_initmem
+    # ---- memory_dev_init (probe_memory_block_size), then free_initmem
+    mbs = 128
+    if lay.max_pfn << 12 >= 64 << 30:
+        end = lay.max_pfn << 12
+        mbs = next((m for m in (2048, 1024, 512, 256) if end % (m << 20) == 0), 128)
+    k.memory_block_size = mbs << 20
+    k.printk(f"x86/mm: Memory block size: {mbs}MB")
     if lay.init_range is not None:
         k.zero_pfn = lay.init_range[1]  # first page of bss: empty_zero_page
         s, e = lay.init_range
@@ -197,12 +209,6 @@ def boot(k) -> None:
         k.printk(f"Freeing unused kernel image memory: {(e - s) * 4}K")
     else:
         k.zero_pfn = 0
-    mbs = 128
-    if lay.max_pfn << 12 >= 64 << 30:
-        end = lay.max_pfn << 12
-        mbs = next((m for m in (2048, 1024, 512, 256) if end % (m << 20) == 0), 128)
-    k.memory_block_size = mbs << 20
-    k.printk(f"x86/mm: Memory block size: {mbs}MB")
 
 
 def _log_zones(k, zeroed: int) -> None:

@@ -123,6 +123,8 @@ class MachineConfig:
                 raise ConfigError("layout: only 'vm' (the default) is supported yet")
         if self.ram_bytes + (1 << 30) > 1 << self.max_physmem_bits:
             raise ConfigError(f"ram: more than 2^{self.max_physmem_bits} bytes")
+        from .mm.memory_model import build_layout
+        build_layout(self)  # every layout error (e.g. more nodes than sections) surfaces here
         if self.swap is not None:
             self.swap_bytes = parse_size(self.swap, "swap")
         else:

@@ -219,6 +219,15 @@ class Kernel:
     def global_free_pages(self) -> int:
         return sum(z.vm_stat["nr_free_pages"] for z in self.all_zones())
 
+    def init_per_zone_wmark_min(self) -> None:
+        self.page_alloc.init_per_zone_wmark_min()
+
+    def setup_per_zone_wmarks(self) -> None:
+        self.page_alloc.setup_per_zone_wmarks()
+
+    def setup_per_zone_lowmem_reserve(self) -> None:
+        self.page_alloc.setup_per_zone_lowmem_reserve()
+
     def vm_commit_limit(self) -> int:
         return self.overcommit.vm_commit_limit()
 
@@ -280,6 +289,8 @@ class Kernel:
         return nr < len(self.section_flags) and bool(self.section_flags[nr] & SECTION_HAS_MEM_MAP)
 
     def pfn_to_online_page(self, pfn: int) -> Page | None:
+        if self.config.memory_model in ("flatmem", "discontigmem"):
+            return Page(pfn, self.memmap) if self.pfn_valid(pfn) else None
         nr = pfn >> PFN_SECTION_SHIFT
         if 0 <= nr < len(self.section_flags) and self.section_flags[nr] & SECTION_IS_ONLINE:
             return Page(pfn, self.memmap)

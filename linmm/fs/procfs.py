@@ -283,6 +283,7 @@ class ProcFs:
 
     # ------------------------------------------------------------ kpageflags
     def kpage(self, flags: bool, offset: int, size: int | None) -> bytes:
+        """/proc/kpageflags and /proc/kpagecount (fs/proc/page.c): 8 bytes per pfn."""
         k = self.k
         if offset % 8 or (size is not None and size % 8):
             raise EINVAL("kpage*: offset and size must be multiples of 8")
@@ -292,38 +293,38 @@ class ProcFs:
         if first >= last:
             return b""
         pfns = np.arange(first, last)
+        if k.config.memory_model in ("flatmem", "discontigmem"):
+            online = pfns < k.layout.max_pfn
+        else:
+            online = (k.section_flags[pfns >> 15] & 4) != 0
         out = np.zeros(len(pfns), np.uint64)
-        online = (k.section_flags[pfns >> 15] & 4) != 0
-        mm = k.memmap
+        idx = pfns[online]
         if flags:
             out[~online] = np.uint64(1 << KPF_NOPAGE)
-            for i in np.flatnonzero(online).tolist():
-                out[i] = self.stable_page_flags(int(pfns[i]))
+            out[online] = self.stable_page_flags(idx)
         else:
-            idx = pfns[online]
-            mc = mm._mapcount1[idx].astype(np.int64)
-            mc[mc < 0] = 0
+            mc = k.memmap._mapcount1[idx].astype(np.int64)
+            mc[mc < 0] = 0  # page_type pages (buddy, tables) read 0
             out[online] = mc.astype(np.uint64)
         return out.tobytes()
 
-    def stable_page_flags(self, pfn: int) -> int:
+    def stable_page_flags(self, pfns: np.ndarray) -> np.ndarray:
         k = self.k
         mm = k.memmap
-        f = int(mm.flags[pfn])
-        u = 0
-        if mm.PageBuddy(pfn):
-            return 1 << KPF_BUDDY
-        if mm.PageTable(pfn):
-            u |= 1 << KPF_PGTABLE
-        if pfn == k.zero_pfn:
-            u |= 1 << KPF_ZERO_PAGE
-        if mm.page_mapcount(pfn) > 0:
-            u |= 1 << KPF_MMAP
-        if int(mm.mapping[pfn]) & 1:
-            u |= 1 << KPF_ANON
+        f = mm.flags[pfns]
+        mc = mm._mapcount1[pfns].astype(np.int64) - 1
+        ptype = mc & 0xFFFFFFFF
+        buddy = (ptype & (0xF0000000 | 0x80)) == 0xF0000000
+        table = (ptype & (0xF0000000 | 0x400)) == 0xF0000000
+        u = np.zeros(len(pfns), np.uint64)
+        one = np.uint64(1)
         for bit, kpf in ((0, KPF_LOCKED), (1, KPF_REFERENCED), (2, KPF_UPTODATE), (3, KPF_DIRTY),
                          (PG_lru, KPF_LRU), (5, KPF_ACTIVE), (9, KPF_SLAB), (19, KPF_SWAPBACKED),
                          (20, KPF_UNEVICTABLE), (21, KPF_MLOCKED), (PG_reserved, KPF_RESERVED)):
-            if f >> bit & 1:
-                u |= 1 << kpf
+            u |= ((f >> np.uint64(bit)) & one) << np.uint64(kpf)
+        u |= table.astype(np.uint64) << np.uint64(KPF_PGTABLE)
+        u |= ((mc >= 0) & ~table & ~buddy).astype(np.uint64) << np.uint64(KPF_MMAP)
+        u |= (mm.mapping[pfns] & 1).astype(np.uint64) << np.uint64(KPF_ANON)
+        u |= (pfns == k.zero_pfn).astype(np.uint64) << np.uint64(KPF_ZERO_PAGE)
+        u[buddy] = np.uint64(1 << KPF_BUDDY)
         return u

@@ -14,7 +14,7 @@ MAX_RECLAIM_RETRIES = 16
 ZONE_STAT_ITEMS = ("nr_free_pages", "nr_zone_inactive_anon", "nr_zone_active_anon",
                    "nr_zone_inactive_file", "nr_zone_active_file", "nr_zone_unevictable",
                    "nr_zone_write_pending", "nr_mlock", "nr_page_table_pages",
-                   "nr_kernel_stack", "nr_bounce", "nr_free_cma")
+                   "nr_kernel_stack", "nr_bounce", "nr_zspages", "nr_free_cma")
 NUMA_STAT_ITEMS = ("numa_hit", "numa_miss", "numa_foreign", "numa_interleave", "numa_local",
                    "numa_other")
 NODE_STAT_ITEMS = ("nr_inactive_anon", "nr_active_anon", "nr_inactive_file", "nr_active_file",

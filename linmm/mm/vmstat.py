@@ -28,8 +28,6 @@ VM_EVENT_ITEMS = (
        "thp_split_pud", "thp_zero_page_alloc", "thp_zero_page_alloc_failed", "thp_swpout",
        "thp_swpout_fallback", "balloon_inflate", "balloon_deflate", "balloon_migrate",
        "swap_ra", "swap_ra_hit"])
-# zone stat items printed in /proc/vmstat (nr_zspages with CONFIG_ZSMALLOC)
-_VMSTAT_ZONE_ITEMS = ZONE_STAT_ITEMS[:11] + ("nr_zspages",) + ZONE_STAT_ITEMS[11:]
 
 
 def global_dirty_limits(k) -> tuple[int, int]:
@@ -48,9 +46,8 @@ def global_dirty_limits(k) -> tuple[int, int]:
 def proc_vmstat(k) -> str:
     out = []
     zones = k.all_zones()
-    for item in _VMSTAT_ZONE_ITEMS:
-        v = sum(z.vm_stat[item] for z in zones) if item in ZONE_STAT_ITEMS else 0
-        out.append(f"{item} {v}\n")
+    for item in ZONE_STAT_ITEMS:
+        out.append(f"{item} {sum(z.vm_stat[item] for z in zones)}\n")
     for item in NUMA_STAT_ITEMS:
         out.append(f"{item} {sum(z.numa_stat[item] for z in zones)}\n")
     for item in NODE_STAT_ITEMS:
