@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import EACCES, EINVAL, ENOENT, ESRCH
 from ..mm import vmstat
 from ..mm.page import PG_lru, PG_reserved
-from . import sysfs, task_mmu
+from . import node, sysfs, task_mmu
 
 KPF_LOCKED, KPF_REFERENCED, KPF_UPTODATE, KPF_DIRTY, KPF_LRU, KPF_ACTIVE = 0, 2, 3, 4, 5, 6
 KPF_SLAB, KPF_BUDDY, KPF_MMAP, KPF_ANON, KPF_SWAPCACHE, KPF_SWAPBACKED = 7, 10, 11, 12, 13, 14
@@ -54,6 +54,10 @@ class ProcFs:
                   }
         if path in simple:
             return self._slice(simple[path](), offset, size)
+        if path == "/proc/iomem":
+            return self._slice(node.proc_iomem(k), offset, size)
+        if path.startswith("/sys/devices/system/node"):
+            return self._slice(node.read_node(k, path), offset, size)
         if path.startswith("/sys/devices/system/memory"):
             return self._slice(sysfs.read_sysfs(k, path), offset, size)
         if path in ("/proc/kpageflags", "/proc/kpagecount"):
@@ -243,7 +247,7 @@ class ProcFs:
         k = self.k
         zones = k.all_zones()
         free = sum(z.vm_stat["nr_free_pages"] for z in zones)
-        wmark_low = sum(z._watermark[1] for z in zones)
+        wmark_low = sum(z.low_wmark_pages() for z in zones)
         node = lambda item: sum(pg.vm_stat[item] for pg in k.pgdats)  # noqa: E731
         available = free - k.page_alloc.totalreserve_pages
         pagecache = node("nr_active_file") + node("nr_inactive_file")

@@ -26,6 +26,15 @@ def _block_pfns(k, nr: int) -> range:
     return range(nr * npages, (nr + 1) * npages)
 
 
+def block_nid(k, nr: int) -> int:
+    """The node of a block's first present memory."""
+    pfns = _block_pfns(k, nr)
+    for s, e, nid in k.layout.memory:
+        if s < pfns.stop and e > pfns.start:
+            return nid
+    return 0
+
+
 def valid_zones(k, nr: int) -> str:
     """An online block: its zone, or "none" when its System RAM spans several zones."""
     pfns = _block_pfns(k, nr)
@@ -70,6 +79,15 @@ def listdir(k, path: str) -> list[str]:
     m = re.fullmatch(rf"{MEM}/memory(\d+)", path)
     if m and int(m.group(1)) in memory_blocks(k):
         return ["phys_device", "phys_index", "removable", "state", "valid_zones"]
+    if path == "/sys/devices/system/node":
+        return (["has_cpu", "has_memory", "has_normal_memory", "online", "possible"]
+                + [f"node{pg.node_id}" for pg in k.pgdats])
+    m = re.fullmatch(r"/sys/devices/system/node/node(\d+)", path)
+    if m and int(m.group(1)) < len(k.pgdats):
+        nid = int(m.group(1))
+        blocks = [f"memory{b}" for b in memory_blocks(k) if block_nid(k, b) == nid] \
+            if k.config.memory_model not in ("flatmem", "discontigmem") else []
+        return ["cpulist", "distance", "meminfo"] + blocks
     if path == "/proc":
         return sorted(str(p) for p in k.tasks) + ["buddyinfo", "meminfo", "pagetypeinfo", "vmstat",
                                                    "zoneinfo", "kpagecount", "kpageflags", "sys"]
