@@ -80,6 +80,7 @@ class MachineConfig:
     thp: str | None = None
     debug_vm: bool = True
     split_rss_counting: bool = False
+    lru_pagevecs: bool = False
     trace_mm: bool = False
     swap: Any = None
     seed: int = 0

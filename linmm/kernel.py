@@ -427,24 +427,10 @@ class Kernel:
 
     # ------------------------------------------------------------ population
     def populate_vma_page_range(self, vma, start: int, end: int) -> None:
-        """__get_user_pages with FOLL_POPULATE: fault every page of [start, end)."""
-        from .mm.memory import FAULT_FLAG_WRITE
-        from .mm.mm_types import VM_WRITE
-        write = (vma.vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
-        task = self.current_task()
-        a = start
-        while a < end:
-            ret = self.memory.handle_mm_fault(vma, a, FAULT_FLAG_WRITE if write else 0)
-            if ret & 0x1:  # VM_FAULT_OOM
-                raise ENOMEM("populate: out of memory")
-            if hasattr(task, "min_flt"):
-                task.min_flt += 1
-            a += 4096
+        self.mlock.populate_vma_page_range(self.current_task(), vma, start, end)
 
     def mm_populate(self, task, start: int, length: int) -> None:
-        end = start + length
-        for vma in self.mmap.vmas_in(task.mm, start, end):
-            self.populate_vma_page_range(vma, max(start, vma.vm_start), min(end, vma.vm_end))
+        self.mlock.mm_populate(task, start, length)
 
     # ------------------------------------------------------------ user memory copy
     def access_process_vm(self, task, addr: int, n: int, data: bytes | None) -> bytes | None:
@@ -541,6 +527,10 @@ class Kernel:
     def exit_mmap(self, mm: MmStruct) -> None:
         from .mm.mmu_gather import MmuGather
         self.mmu_notifiers.release(mm)
+        if mm.locked_vm:
+            for v in mm.vmas:
+                if v.vm_flags & 0x2000:  # VM_LOCKED
+                    self.munlock_vma_pages_all(v)
         self.vmscan.lru_add_drain()
         vmas = list(mm.vmas)
         tlb = MmuGather(self, mm, 0, (1 << 64) - 1, fullmm=True)
@@ -606,8 +596,9 @@ class Kernel:
         old = parent.mm
         mm = self.mm_alloc(child)
         for f in ("start_brk", "brk", "start_stack", "start_data", "end_data", "start_code",
-                  "end_code", "mmap_base", "def_flags", "total_vm", "data_vm", "exec_vm", "stack_vm"):
+                  "end_code", "mmap_base", "total_vm", "data_vm", "exec_vm", "stack_vm"):
             setattr(mm, f, getattr(old, f))
+        mm.def_flags = old.def_flags & 0x40000000  # VM_INIT_DEF_MASK = VM_NOHUGEPAGE
         try:
             for v in old.vmas:
                 if v.vm_flags & 0x20000:  # VM_DONTCOPY

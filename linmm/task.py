@@ -107,6 +107,22 @@ class Task(Context):
     def brk(self, addr: int) -> int:
         return self._syscall(self.k.mmap.sys_brk, self, addr)
 
+    def mlock(self, addr: int, length: int) -> None:
+        from .mm.mm_types import VM_LOCKED
+        self._syscall(self.k.mlock.do_mlock, self, addr, length, VM_LOCKED)
+
+    def mlock2(self, addr: int, length: int, flags: int = 0) -> None:
+        self._syscall(self.k.mlock.sys_mlock2, self, addr, length, flags)
+
+    def munlock(self, addr: int, length: int) -> None:
+        self._syscall(self.k.mlock.sys_munlock, self, addr, length)
+
+    def mlockall(self, flags: int) -> None:
+        self._syscall(self.k.mlock.sys_mlockall, self, flags)
+
+    def munlockall(self) -> None:
+        self._syscall(self.k.mlock.sys_munlockall, self)
+
     def fork(self, name: str | None = None) -> "Task":
         return self._syscall(self.k.do_fork, self, name)
 

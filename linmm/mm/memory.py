@@ -12,7 +12,7 @@ from .mm_types import (MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, VM_HUGETLB, VM
 from .mmu_gather import MmuGather
 from .mmu_notifier import (MMU_NOTIFY_CLEAR, MMU_NOTIFY_PROTECTION_PAGE, MMU_NOTIFY_UNMAP,
                            MmuNotifierRange)
-from .page import PG_active, PG_dirty, PG_referenced, PG_swapbacked, PG_swapcache
+from .page import PG_active, PG_dirty, PG_mlocked, PG_referenced, PG_swapbacked, PG_swapcache
 from .pgtable import (PMD_SHIFT, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW,
                       _PAGE_SOFT_DIRTY, _PAGE_SPECIAL, pfn_pte, pte_dirty, pte_mkclean,
                       pte_mkdirty, pte_mkold, pte_mkwrite, pte_mkyoung, pte_none, pte_pfn,
@@ -200,6 +200,8 @@ class Memory:
             k.put_page(release)
         k.mmu_notifiers.invalidate_range_end(rng, only_end=True)
         if old is not None:
+            if release is old and vma.vm_flags & VM_LOCKED and k.memmap.test(old, PG_mlocked):
+                k.munlock_vma_page(old)
             k.put_page(old)
         return VM_FAULT_WRITE
 

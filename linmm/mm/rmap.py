@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import KernelBug
 from .mm_types import AnonVma, Vma
-from .page import PAGE_MAPPING_ANON, PG_swapbacked, PG_uptodate
+from .page import PAGE_MAPPING_ANON, PG_mlocked, PG_swapbacked, PG_uptodate
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -114,6 +114,8 @@ class Rmap:
         if mc == 0:
             item = "nr_anon_pages" if self.PageAnon(pfn) else "nr_mapped"
             k.node_of_pfn(pfn).vm_stat[item] -= 1
+            if mm.test(pfn, PG_mlocked):
+                k.mlock.clear_page_mlock(pfn)
 
     def PageAnon(self, pfn: int) -> bool:  # noqa: N802
         return bool(int(self.k.memmap.mapping[pfn]) & PAGE_MAPPING_ANON)
@@ -134,6 +136,22 @@ class Rmap:
             addr = vma.vm_start + ((index - vma.vm_pgoff) << 12)
             if vma.vm_start <= addr < vma.vm_end:
                 yield vma, addr
+
+    def rmap_walk(self, pfn: int):
+        """(vma, address) of every VMA that may map the page: anon_vma or i_mmap walk."""
+        if self.PageAnon(pfn):
+            yield from self.rmap_walk_anon(pfn)
+            return
+        obj = self.k.shmem.object_of(int(self.k.memmap.mapping[pfn]))
+        if obj is None:
+            return
+        index = int(self.k.memmap.index[pfn])
+        for mm in list(self.k.mms.values()):
+            for vma in mm.vmas:
+                if vma.shmem is obj:
+                    addr = vma.vm_start + ((index - vma.vm_pgoff) << 12)
+                    if vma.vm_start <= addr < vma.vm_end:
+                        yield vma, addr
 
     def _tree(self, av: AnonVma):
         """VMAs linked to av (its anon_vma_chain members)."""

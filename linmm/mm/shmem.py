@@ -38,6 +38,13 @@ class Shmem:
         self.k = k
         self.objects: list[ShmemObject] = []
 
+    def object_of(self, mapping: int) -> ShmemObject | None:
+        """The object whose page cache a page with this page->mapping belongs to."""
+        for obj in self.objects:
+            if id(obj) << 1 == mapping:
+                return obj
+        return None
+
     def shmem_zero_setup(self, size: int, vm_flags: int, task) -> ShmemObject:
         noreserve = bool(vm_flags & VM_NORESERVE)
         if not noreserve:

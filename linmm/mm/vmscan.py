@@ -14,7 +14,7 @@ import numpy as np
 
 from .memory_model import MAX_NR_ZONES, ZONE_NORMAL
 from .mmzone import MAX_RECLAIM_RETRIES
-from .page import PG_active, PG_lru, PG_referenced, PG_swapbacked, PG_swapcache, PG_unevictable
+from .page import PG_active, PG_lru, PG_mlocked, PG_referenced, PG_swapbacked, PG_swapcache, PG_unevictable
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -40,6 +40,9 @@ class VmScan:
         self.lru_lazyfree_pvec = [[] for _ in range(k.config.cpus)]
         self.lru_deactivate_pvec = [[] for _ in range(k.config.cpus)]
         self.swappiness = 60
+        # per-CPU pagevecs hold 15 pages; unevictable-lru.md: the model adds pages to the
+        # lists at once unless MachineConfig(lru_pagevecs=True) asks for the batching
+        self.pagevec_size = PAGEVEC_SIZE if k.config.lru_pagevecs else 1
 
     # ------------------------------------------------------------ LRU add
     def page_lru(self, pfn: int) -> int:
@@ -57,7 +60,7 @@ class VmScan:
         for pfn in pfns:
             mm.refcount[pfn] += 1
             pvec.append(pfn)
-            if len(pvec) >= PAGEVEC_SIZE:
+            if len(pvec) >= self.pagevec_size:
                 self.__pagevec_lru_add(pvec)
 
     def lru_cache_add_batch(self, pfns: np.ndarray) -> None:
@@ -69,7 +72,7 @@ class VmScan:
         pvec = self.lru_add_pvec[k.current_cpu()]
         k.memmap.refcount[pfns] += 1
         allp = pvec + pfns.tolist()
-        full = len(allp) - len(allp) % PAGEVEC_SIZE
+        full = len(allp) - len(allp) % self.pagevec_size
         pvec[:] = allp[full:]
         if full:
             self._lru_add_many(np.asarray(allp[:full], np.int64))
@@ -80,10 +83,24 @@ class VmScan:
         self._lru_add_many(pages)
 
     def _lru_add_many(self, pfns: np.ndarray) -> None:
+        """__pagevec_lru_add_fn for each page: evictable pages go to their list
+        (rescued if they were unevictable), mlocked ones are culled."""
         k = self.k
         mm = k.memmap
-        mm.flags[pfns] |= np.uint64(1 << PG_lru)
         f = mm.flags[pfns]
+        one = np.uint64(1)
+        was_unev = ((f >> np.uint64(PG_unevictable)) & one) != 0
+        evictable = ((f >> np.uint64(PG_mlocked)) & one) == 0
+        rescued = int(np.count_nonzero(was_unev & evictable))
+        culled = int(np.count_nonzero(~was_unev & ~evictable))
+        f = f | np.uint64(1 << PG_lru)
+        f = np.where(evictable, f & ~np.uint64(1 << PG_unevictable),
+                     (f & ~np.uint64(1 << PG_active)) | np.uint64(1 << PG_unevictable))
+        mm.flags[pfns] = f
+        if rescued:
+            k.vm_events["unevictable_pgs_rescued"] += rescued
+        if culled:
+            k.vm_events["unevictable_pgs_culled"] += culled
         lru = np.where((f >> np.uint64(PG_swapbacked)) & np.uint64(1), LRU_INACTIVE_ANON,
                        LRU_INACTIVE_FILE) + ((f >> np.uint64(PG_active)) & np.uint64(1)).astype(np.int64)
         lru[((f >> np.uint64(PG_unevictable)) & np.uint64(1)) != 0] = LRU_UNEVICTABLE
@@ -126,7 +143,7 @@ class VmScan:
         mm.refcount[pfn] += 1
         pvec = self.lru_deactivate_pvec[self.k.current_cpu()]
         pvec.append(pfn)
-        if len(pvec) >= PAGEVEC_SIZE:
+        if len(pvec) >= self.pagevec_size:
             self._deactivate_drain(pvec)
 
     def _deactivate_drain(self, pvec: list) -> None:
@@ -169,7 +186,7 @@ class VmScan:
         mm.refcount[pfn] += 1
         pvec = self.lru_lazyfree_pvec[self.k.current_cpu()]
         pvec.append(pfn)
-        if len(pvec) >= PAGEVEC_SIZE:
+        if len(pvec) >= self.pagevec_size:
             self._lazyfree_drain(pvec)
 
     def _lazyfree_drain(self, pvec: list) -> None:
