@@ -9,18 +9,17 @@ from .mm import gfp as G
 from .mm.fault import Fault
 from .mm.madvise import Madvise
 from .mm.memory import Memory
-from .mm.memory_model import (MAX_NR_ZONES, PAGES_PER_SECTION, PFN_SECTION_SHIFT, SECTION_HAS_MEM_MAP,
-                              SECTION_IS_EARLY, SECTION_IS_ONLINE, SECTION_MARKED_PRESENT, ZONE_DMA,
-                              ZONE_DMA32, ZONE_MOVABLE, ZONE_NAMES, ZONE_NORMAL, Page, build_layout)
+from .mm.memory_model import (PAGES_PER_SECTION, PFN_SECTION_SHIFT, SECTION_HAS_MEM_MAP,
+                              SECTION_IS_ONLINE, SECTION_MARKED_PRESENT, ZONE_NAMES, Page, build_layout)
 from .mm.mlock import Mlock
-from .mm.mm_types import VM_ACCOUNT, VM_SHARED, VM_STACK_FLAGS, VM_WIPEONFORK, MmStruct, Vma
+from .mm.mm_types import VM_ACCOUNT, VM_STACK_FLAGS, VM_WIPEONFORK, MmStruct, Vma
 from .mm.mmap import MmapOps
 from .mm.mmu_notifier import MmuNotifiers
 from .mm.mmzone import PgData
 from .mm.mprotect import Mprotect
 from .mm.mremap import Mremap
 from .mm.oom_kill import OomKiller
-from .mm.page import PG_reserved, FrameStore, MemMap
+from .mm.page import FrameStore, MemMap
 from .mm.page_alloc import PageAllocator
 from .mm.pgtable import PgTableOps, vm_get_page_prot
 from .mm.rmap import Rmap

@@ -9,7 +9,7 @@ from ..mm.memory_model import PFN_SECTION_SHIFT, SECTION_IS_ONLINE, SECTION_MARK
 from ..mm.mm_types import VM_SOFTDIRTY
 from ..mm.mmu_notifier import MMU_NOTIFY_SOFT_DIRTY, MmuNotifierRange
 from ..mm.page import PG_referenced
-from ..mm.pgtable import _PAGE_ACCESSED, _PAGE_PRESENT, _PAGE_RW, _PAGE_SOFT_DIRTY, pte_present, pte_special
+from ..mm.pgtable import _PAGE_ACCESSED, _PAGE_RW, _PAGE_SOFT_DIRTY, pte_present, pte_special
 
 MEM = "/sys/devices/system/memory"
 

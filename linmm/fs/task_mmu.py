@@ -6,7 +6,7 @@ import numpy as np
 from ..mm.mm_types import (MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, VM_EXEC,
                            VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SOFTDIRTY, VM_WRITE)
 from ..mm.page import PG_dirty, PG_referenced, PG_swapbacked
-from ..mm.pgtable import (pte_present, PMD_SHIFT, _PAGE_PRESENT, _PAGE_SOFT_DIRTY, pte_dirty, pte_pfn,
+from ..mm.pgtable import (pte_present, PMD_SHIFT, _PAGE_SOFT_DIRTY, pte_dirty, pte_pfn,
                           pte_special, pte_young)
 
 _MNEMONICS = {0: "rd", 1: "wr", 2: "ex", 3: "sh", 4: "mr", 5: "mw", 6: "me", 7: "ms", 8: "gd",
@@ -194,7 +194,7 @@ def proc_pid_status(k, task) -> str:
                    + kb("VmStk:", mm.stack_vm << 2) + kb("VmExe:", text >> 10)
                    + kb("VmLib:", lib >> 10) + kb("VmPTE:", mm.pgtables_bytes >> 10)
                    + kb("VmSwap:", mm.rss_stat[MM_SWAPENTS] << 2) + kb("HugetlbPages:", 0)
-                   + "CoreDumping:\t0\n" + f"THP_enabled:\t1\n")
+                   + "CoreDumping:\t0\n" + "THP_enabled:\t1\n")
     ncpu = k.config.cpus
     mask = (1 << ncpu) - 1
     cpus = "0" if ncpu == 1 else f"0-{ncpu - 1}"

@@ -10,7 +10,7 @@ from .gfp import MIGRATE_ISOLATE
 from .memory_model import MAX_ORDER
 from .mm_types import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, VM_ACCOUNT
 from .page import PG_lru
-from .pgtable import PMD, PTE, PUD, _PAGE_PRESENT, _PAGE_RW, _PAGE_SPECIAL, pte_present
+from .pgtable import PMD, PTE, PUD, _PAGE_RW, _PAGE_SPECIAL, pte_present
 
 
 def _bug(msg: str) -> None:

@@ -1,8 +1,6 @@
 """madvise(2) (mm/madvise.c)."""
 from __future__ import annotations
 
-import numpy as np
-
 from ..errors import EACCES, EAGAIN, EINVAL, ENOMEM
 from ..uapi import (MADV_COLD, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP, MADV_DONTFORK,
                     MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_HWPOISON, MADV_KEEPONFORK,
@@ -14,7 +12,7 @@ from .mm_types import (VM_DONTCOPY, VM_DONTDUMP, VM_DONTEXPAND, VM_HUGEPAGE, VM_
                        VM_RAND_READ, VM_SEQ_READ, VM_SHARED, VM_SPECIAL, VM_WIPEONFORK, VM_WRITE, Vma)
 from .mmu_notifier import MMU_NOTIFY_CLEAR, MmuNotifierRange
 from .page import PG_dirty, PG_referenced
-from .pgtable import _PAGE_ACCESSED, PMD_SHIFT, pte_mkclean, pte_mkold, pte_present
+from .pgtable import _PAGE_ACCESSED, pte_mkclean, pte_mkold
 
 _VALID = {MADV_DOFORK, MADV_DONTFORK, MADV_NORMAL, MADV_SEQUENTIAL, MADV_RANDOM, MADV_REMOVE,
           MADV_WILLNEED, MADV_DONTNEED, MADV_FREE, MADV_COLD, MADV_PAGEOUT, MADV_MERGEABLE,
@@ -148,33 +146,20 @@ class Madvise:
         memmap = k.memmap
         k.vmscan.lru_add_drain()
         isolated = []
-        a = max(start, vma.vm_start)
-        end = min(end, vma.vm_end)
-        while a < end:
-            nxt = min(((a >> PMD_SHIFT) + 1) << PMD_SHIFT, end)
-            t = mm.pte_tables.get(a >> PMD_SHIFT)
-            if t is not None:
-                i0 = (a >> 12) & 511
-                ptl = k.memory._ptl(mm, t)
-                k.pgt.spin_lock(ptl)
-                for off in np.nonzero(t.entries[i0:i0 + ((nxt - a) >> 12)])[0].tolist():
-                    addr = a + (off << 12)
-                    pte = int(t.entries[i0 + off])
-                    if not pte_present(pte):
-                        continue
-                    pfn = k.memory.vm_normal_page(vma, addr, pte)
-                    if pfn is None or memmap.page_mapcount(pfn) != 1:
-                        continue
-                    if pte & _PAGE_ACCESSED:
-                        k.pgt.set_entry(t, i0 + off, pte_mkold(pte), "set_pte_at", addr)
-                        k.flush_tlb_mm_range(mm, addr, addr + 4096, False)
-                    memmap.clear(pfn, PG_referenced)
-                    if pageout:
-                        isolated.append(pfn)
-                    else:
-                        k.vmscan.deactivate_page(pfn)
-                k.pgt.spin_unlock(ptl)
-            a = nxt
+
+        def pte_entry(t, idx, addr, pte):
+            pfn = k.memory.vm_normal_page(vma, addr, pte)
+            if pfn is None or memmap.page_mapcount(pfn) != 1:
+                return
+            if pte & _PAGE_ACCESSED:
+                k.pgt.set_entry(t, idx, pte_mkold(pte), "set_pte_at", addr)
+                k.flush_tlb_mm_range(mm, addr, addr + 4096, False)
+            memmap.clear(pfn, PG_referenced)
+            if pageout:
+                isolated.append(pfn)
+            else:
+                k.vmscan.deactivate_page(pfn)
+        k.memory.walk_present_ptes(vma, start, end, pte_entry)
         if isolated:
             k.vmscan.reclaim_pages(isolated)
 
@@ -216,28 +201,16 @@ class Madvise:
         mm.update_hiwater_rss()
         k.mmu_notifiers.invalidate_range_start(rng)
         memmap = k.memmap
-        a = start
-        while a < end:
-            nxt = min(((a >> PMD_SHIFT) + 1) << PMD_SHIFT, end)
-            t = mm.pte_tables.get(a >> PMD_SHIFT)
-            if t is not None:
-                i0 = (a >> 12) & 511
-                ptl = k.memory._ptl(mm, t)
-                k.pgt.spin_lock(ptl)
-                for off in np.nonzero(t.entries[i0:i0 + ((nxt - a) >> 12)])[0].tolist():
-                    addr = a + (off << 12)
-                    pte = int(t.entries[i0 + off])
-                    if not pte_present(pte):
-                        continue
-                    pfn = k.memory.vm_normal_page(vma, addr, pte)
-                    if pfn is None or memmap.page_mapcount(pfn) != 1:
-                        continue
-                    memmap.clear(pfn, PG_dirty)
-                    new = pte_mkclean(pte_mkold(pte))
-                    if new != pte:
-                        k.pgt.set_entry(t, i0 + off, new, "set_pte_at", addr)
-                        k.flush_tlb_mm_range(mm, addr, addr + 4096, False)
-                    k.vmscan.mark_page_lazyfree(pfn)
-                k.pgt.spin_unlock(ptl)
-            a = nxt
+
+        def pte_entry(t, idx, addr, pte):
+            pfn = k.memory.vm_normal_page(vma, addr, pte)
+            if pfn is None or memmap.page_mapcount(pfn) != 1:
+                return
+            memmap.clear(pfn, PG_dirty)
+            new = pte_mkclean(pte_mkold(pte))
+            if new != pte:
+                k.pgt.set_entry(t, idx, new, "set_pte_at", addr)
+                k.flush_tlb_mm_range(mm, addr, addr + 4096, False)
+            k.vmscan.mark_page_lazyfree(pfn)
+        k.memory.walk_present_ptes(vma, start, end, pte_entry)
         k.mmu_notifiers.invalidate_range_end(rng)

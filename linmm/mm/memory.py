@@ -13,7 +13,7 @@ from .mmu_gather import MmuGather
 from .mmu_notifier import (MMU_NOTIFY_CLEAR, MMU_NOTIFY_PROTECTION_PAGE, MMU_NOTIFY_UNMAP,
                            MmuNotifierRange)
 from .page import PG_active, PG_dirty, PG_mlocked, PG_referenced, PG_swapbacked, PG_swapcache
-from .pgtable import (PMD_SHIFT, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW,
+from .pgtable import (PMD_SHIFT, _PAGE_DIRTY, _PAGE_RW,
                       _PAGE_SOFT_DIRTY, _PAGE_SPECIAL, pfn_pte, pte_dirty, pte_mkclean,
                       pte_mkdirty, pte_mkold, pte_mkwrite, pte_mkyoung, pte_none, pte_pfn,
                       pte_present, pte_special, pte_write, pte_wrprotect, pte_young)
@@ -279,6 +279,28 @@ class Memory:
                 pgt.spin_unlock(ptl)
             done = run_end
         return done
+
+    def walk_present_ptes(self, vma: Vma, start: int, end: int, fn) -> None:
+        """Call fn(table, idx, addr, pte) for each present PTE of [start, end) in vma,
+        holding that table's PTE lock (walk_page_range with a pte_entry callback)."""
+        k = self.k
+        mm = vma.vm_mm
+        a, end = max(start, vma.vm_start), min(end, vma.vm_end)
+        while a < end:
+            nxt = min(((a >> PMD_SHIFT) + 1) << PMD_SHIFT, end)
+            t = mm.pte_tables.get(a >> PMD_SHIFT)
+            if t is not None:
+                i0 = (a >> 12) & 511
+                ptl = self._ptl(mm, t)
+                k.pgt.spin_lock(ptl)
+                try:
+                    for off in np.nonzero(t.entries[i0:i0 + ((nxt - a) >> 12)])[0].tolist():
+                        pte = int(t.entries[i0 + off])
+                        if pte_present(pte):
+                            fn(t, i0 + off, a + (off << 12), pte)
+                finally:
+                    k.pgt.spin_unlock(ptl)
+            a = nxt
 
     # ------------------------------------------------------------ zap
     def zap_pte_range(self, tlb: MmuGather, vma: Vma, t, start: int, end: int) -> None:

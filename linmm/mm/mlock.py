@@ -9,7 +9,7 @@ from ..errors import EAGAIN, EFAULT, EINVAL, ENOMEM, EPERM
 from ..uapi import MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT, MLOCK_ONFAULT
 from .mm_types import (VM_EXEC, VM_HUGETLB, VM_IO, VM_LOCKED, VM_LOCKED_CLEAR_MASK, VM_LOCKONFAULT,
                        VM_PFNMAP, VM_READ, VM_SHARED, VM_SPECIAL, VM_WRITE, Vma)
-from .page import PG_active, PG_lru, PG_mlocked, PG_unevictable
+from .page import PG_lru, PG_mlocked, PG_unevictable
 from .pgtable import PMD_SHIFT, pte_present, pte_write
 
 TASK_SIZE = 0x7FFFFFFFF000
@@ -34,11 +34,7 @@ class Mlock:
     # ------------------------------------------------------------ page level
     def mlock_new_page(self, pfn: int) -> None:
         """lru_cache_add_active_or_unevictable() on a VM_LOCKED VMA (op 2)."""
-        k = self.k
-        if not k.memmap.test(pfn, PG_mlocked):
-            k.memmap.set(pfn, PG_mlocked)
-            k.page_zone_of(pfn).vm_stat["nr_mlock"] += 1
-            k.vm_events["unevictable_pgs_mlocked"] += 1
+        self._test_set_mlocked(pfn)
 
     def isolate_lru_page(self, pfn: int) -> bool:
         """Take a page off its LRU list (holding a reference); False if it is not on one."""
@@ -56,16 +52,19 @@ class Mlock:
         self.k.vmscan.lru_cache_add((pfn,))
         self.k.put_page(pfn)
 
-    def mlock_vma_page(self, pfn: int) -> None:
-        """op 3: newly mlocked pages on an LRU are moved (culled) via putback."""
+    def _test_set_mlocked(self, pfn: int) -> bool:
+        """TestSetPageMlocked + NR_MLOCK/UNEVICTABLE_PGMLOCKED; False if already set."""
         k = self.k
-        mm = k.memmap
-        if mm.test(pfn, PG_mlocked):
-            return
-        mm.set(pfn, PG_mlocked)
+        if k.memmap.test(pfn, PG_mlocked):
+            return False
+        k.memmap.set(pfn, PG_mlocked)
         k.page_zone_of(pfn).vm_stat["nr_mlock"] += 1
         k.vm_events["unevictable_pgs_mlocked"] += 1
-        if self.isolate_lru_page(pfn):
+        return True
+
+    def mlock_vma_page(self, pfn: int) -> None:
+        """op 3: newly mlocked pages on an LRU are moved (culled) via putback."""
+        if self._test_set_mlocked(pfn) and self.isolate_lru_page(pfn):
             self.putback_lru_page(pfn)
 
     def munlock_vma_page(self, pfn: int) -> None:
@@ -94,11 +93,7 @@ class Mlock:
                 continue
             t = vma.vm_mm.pte_tables.get(addr >> PMD_SHIFT)
             if t is not None and (int(t.entries[(addr >> 12) & 511]) >> 12) & ((1 << 40) - 1) == pfn:
-                mm = k.memmap
-                if not mm.test(pfn, PG_mlocked):
-                    mm.set(pfn, PG_mlocked)
-                    k.page_zone_of(pfn).vm_stat["nr_mlock"] += 1
-                    k.vm_events["unevictable_pgs_mlocked"] += 1
+                self._test_set_mlocked(pfn)  # the page is isolated: no LRU move here
                 return
 
     def clear_page_mlock(self, pfn: int) -> None:

@@ -10,7 +10,7 @@ import builtins
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import EAGAIN, KernelBug
+from ..errors import KernelBug
 
 MMU_NOTIFY_UNMAP, MMU_NOTIFY_CLEAR, MMU_NOTIFY_PROTECTION_VMA = 0, 1, 2
 MMU_NOTIFY_PROTECTION_PAGE, MMU_NOTIFY_SOFT_DIRTY, MMU_NOTIFY_RELEASE = 3, 4, 5
