@@ -659,8 +659,11 @@ class Kernel:
             raise ESRCH(f"reap: task {task.pid} is not a zombie")
         task.state = "X"
         self.tasks.pop(task.pid, None)
-        if task.parent is not None and task in task.parent.children:
-            task.parent.children.remove(task)
+        parent = getattr(task, "parent", None)
+        if parent is not None and task in parent.children:
+            parent.children.remove(task)
+            parent.cmin_flt += task.min_flt + task.cmin_flt  # wait_task_zombie()
+            parent.cmaj_flt += task.maj_flt + task.cmaj_flt
 
     def kill_task(self, task, signo: int) -> None:
         """SIGKILL delivered: the task exits (its memory is freed now)."""

@@ -37,6 +37,9 @@ class Task(Context):
         self.signals: list[tuple] = []
         self.min_flt = 0
         self.maj_flt = 0
+        self.cmin_flt = 0  # of reaped children
+        self.cmaj_flt = 0
+        self.start_ticks = k.now_ms // 10
         self.oom_score_adj = 0
         self.exit_code = None
         self.rss_private = [0, 0, 0, 0]  # task->rss_stat.count (SPLIT_RSS_COUNTING)

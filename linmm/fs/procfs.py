@@ -62,7 +62,7 @@ class ProcFs:
             return self._slice(sysfs.read_sysfs(k, path), offset, size)
         if path in ("/proc/kpageflags", "/proc/kpagecount"):
             return self.kpage(path.endswith("flags"), offset, size)
-        m = re.fullmatch(r"/proc/(\d+|self)/(maps|smaps|smaps_rollup|status|statm|pagemap)", path)
+        m = re.fullmatch(r"/proc/(\d+|self)/(maps|smaps|smaps_rollup|status|statm|stat|pagemap)", path)
         if m:
             task = self._task(m.group(1))
             what = m.group(2)
@@ -70,7 +70,7 @@ class ProcFs:
                 return task_mmu.pagemap_read(k, task, offset, size, True)
             fn = {"maps": task_mmu.proc_pid_maps, "smaps": task_mmu.proc_pid_smaps,
                   "smaps_rollup": task_mmu.proc_pid_smaps_rollup, "status": task_mmu.proc_pid_status,
-                  "statm": task_mmu.proc_pid_statm}[what]
+                  "statm": task_mmu.proc_pid_statm, "stat": task_mmu.proc_pid_stat}[what]
             return self._slice(fn(k, task), offset, size)
         raise ENOENT(path)
 

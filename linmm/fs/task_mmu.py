@@ -272,3 +272,29 @@ def pagemap_read(k, task, offset: int, size: int | None, show_pfn: bool) -> byte
                     out[(a >> 12) - first + off] = v
             a = nxt
     return out.tobytes()
+
+
+def proc_pid_stat(k, task) -> str:
+    """/proc/<pid>/stat (fs/proc/array.c do_task_stat): 52 fields; times in clock ticks."""
+    mm = task.mm
+    kthread = task.is_kthread
+    state = task.state if task.state in "RSDZTX" else "R"
+    ppid = task.parent.pid if getattr(task, "parent", None) is not None else (0 if kthread else 1)
+    vsize = mm.total_vm << 12 if mm is not None and not kthread else 0
+    rss = mm.get_mm_rss() if mm is not None and not kthread else 0
+    flags = 0x00208040 if kthread else 0x00400000  # PF_KTHREAD|PF_NOFREEZE|..., PF_RANDOMIZE
+    f = [task.pid, f"({task.comm})", state, ppid, task.pid, task.pid, 0, -1, flags,
+         getattr(task, "min_flt", 0), getattr(task, "cmin_flt", 0),
+         getattr(task, "maj_flt", 0), getattr(task, "cmaj_flt", 0), 0, 0, 0, 0, 20, 0, 1, 0,
+         getattr(task, "start_ticks", 0), vsize, rss, (1 << 64) - 1]
+    if mm is not None and not kthread:
+        f += [mm.start_code, mm.end_code, mm.start_stack]
+    else:
+        f += [0, 0, 0]
+    f += [0, 0, 0, 0, 0, 0, 0, 0, 0, 17, task.cpu, 0, 0, 0, 0, 0]
+    if mm is not None and not kthread:
+        f += [mm.start_data, mm.end_data, mm.start_brk, 0, 0, 0, 0]
+    else:
+        f += [0] * 7
+    f.append(task.exit_code or 0 if task.state in "ZX" else 0)
+    return " ".join(str(x) for x in f) + "\n"
