@@ -85,7 +85,20 @@ def cmd_record(args) -> int:
     return 0
 
 
+def cmd_diff(args) -> int:
+    from .live.diff import main_diff
+    return main_diff(args.diff_args)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["diff"]:  # its own options (--model-only, -v, --list)
+        from .live.diff import main_diff
+        try:
+            return main_diff(argv[1:])
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
     p = argparse.ArgumentParser(prog="linmm", description="The Linux v5.7 memory manager, modelled.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -115,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("-o", "--output", default="trace.npz")
     sp.add_argument("command", nargs=argparse.REMAINDER)
     sp.set_defaults(fn=cmd_record)
+    sp = sub.add_parser("diff", help="run the scenario catalogue on the model and this machine's "
+                                     "kernel and compare (see docs/LIVE.md)", add_help=False)
+    sp.add_argument("diff_args", nargs=argparse.REMAINDER)
+    sp.set_defaults(fn=cmd_diff)
     args = p.parse_args(argv)
     try:
         return args.fn(args)

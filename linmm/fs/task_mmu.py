@@ -34,7 +34,7 @@ def vma_name(mm, vma) -> str | None:
 def map_line(mm, vma) -> str:
     f = vma.vm_flags
     pgoff = vma.vm_pgoff << 12 if (vma.vm_file is not None or vma.shmem is not None) else 0
-    ino = 0
+    ino = vma.shmem.ino if vma.shmem is not None else 0
     line = (f"{vma.vm_start:08x}-{vma.vm_end:08x} "
             f"{'r' if f & VM_READ else '-'}{'w' if f & VM_WRITE else '-'}"
             f"{'x' if f & VM_EXEC else '-'}{'s' if f & VM_MAYSHARE else 'p'} "

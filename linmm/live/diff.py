@@ -30,44 +30,54 @@ def _fmt(v) -> str:
 
 
 def _print_result(r, out, verbose: bool) -> None:
+    """One scenario: a header with the verdict, then one row per observation:
+    "  key  model  live" with "=" for a live value equal to the model's, "!" marking an
+    unexpected difference and "~" an expected one (with its reason)."""
     sc = r.scenario
     verdict = {"agree": "agree", "expected": "expected differences", "unexpected": "UNEXPECTED"}[r.verdict]
     right = "live (recorded)" if r.reference else "live"
     print(f"== {sc.name} [{sc.group}]: {verdict}", file=out)
     if verbose:
-        print(textwrap.indent(textwrap.fill(sc.description, 96), "   "), file=out)
+        print(textwrap.indent(textwrap.fill(sc.description, 92), "   "), file=out)
     for side, s in (("model", r.model), (right, r.live)):
         if s is not None and s.error is not None:
             print(f"   {side} side FAILED:", file=out)
             print(textwrap.indent(s.error.rstrip(), "     | "), file=out)
     if r.live is None and r.model.error is None:
         print("   (model side only)", file=out)
+    if r.attempts > 1:
+        print(f"   (live side run {r.attempts} times: it reads host-wide counters that other "
+              f"processes moved meanwhile)", file=out)
     if not r.rows:
         return
-    w = max(len(row[1]) for row in r.rows)
-    w = min(max(w, 10), 40)
-    cw = 24
-    print(f"   {'':1} {'observation':<{w}}  {'model':<{cw}}  {right}", file=out)
+    w = min(max(max(len(row[1]) for row in r.rows), 11), 36)
+    cw = 26
+    print(f"     {'observation':<{w}}  {'model':<{cw}}  {right if r.live is not None else ''}", file=out)
     for mark, key, mv, lv, note in r.rows:
-        if not verbose and mark == " " and not note:
-            ms, ls = _fmt(mv), _fmt(lv)
-            if len(ms) > cw:
-                ms = ms[:cw - 3] + "..."
-            print(f"   {mark} {key:<{w}}  {ms:<{cw}}  {ls if r.live is not None else ''}"[:160], file=out)
-            continue
         ms, ls = _fmt(mv), _fmt(lv)
-        if len(ms) <= cw and len(ls) <= 60:
+        if mark == " ":
+            if r.live is None:
+                ls = ""
+            else:
+                ls = "="
+            if not verbose and len(ms) > 96 - w:
+                ms = ms[:93 - w] + "..."
+            if len(ms) <= cw:
+                print(f"   {mark} {key:<{w}}  {ms:<{cw}}  {ls}".rstrip(), file=out)
+            else:
+                print(f"   {mark} {key:<{w}}  {ms}  {ls}".rstrip(), file=out)
+        elif len(ms) <= cw and len(ls) <= 60:
             print(f"   {mark} {key:<{w}}  {ms:<{cw}}  {ls}", file=out)
         else:
             print(f"   {mark} {key:<{w}}", file=out)
             print(f"       model: {ms}", file=out)
             print(f"       {right}: {ls}", file=out)
         if note:
-            print(textwrap.indent(textwrap.fill(note, 92), "       "), file=out)
+            print(textwrap.indent(textwrap.fill(note, 88), "       "), file=out)
 
 
 def main_diff(argv: list[str]) -> int:
-    from ..scenarios import CATALOGUE, Side, compare, run_live, run_model, select
+    from ..scenarios import CATALOGUE, run_both, select
     p = argparse.ArgumentParser(prog="linmm diff",
                                 description="Run scenarios on the model and on this machine's kernel "
                                             "and compare the observations.")
@@ -83,8 +93,10 @@ def main_diff(argv: list[str]) -> int:
     out = sys.stdout
     if args.list:
         for sc in CATALOGUE.values():
-            flags = "".join([" [root]" if sc.needs_root else "", " [model only]" if sc.model_only else "",
-                             f" [{len(sc.expected_differences)} expected]" if sc.expected_differences else ""])
+            flags = "".join([" [root]" if sc.needs_root else "",
+                             " [model only]" if sc.model_only else "",
+                             f" [{len(sc.expected_differences)} expected]"
+                             if sc.expected_differences else ""])
             print(f"{sc.name:<40} {sc.group:<10}{flags}", file=out)
         print(f"{len(CATALOGUE)} scenarios", file=out)
         return 0
@@ -111,19 +123,12 @@ def main_diff(argv: list[str]) -> int:
     counts = {"agree": 0, "expected": 0, "unexpected": 0}
     recorded = {}
     for sc in chosen:
-        model = run_model(sc)
-        live = None
-        is_ref = False
-        if sc.model_only:
-            live = None
-        elif live_ok:
-            live = run_live(sc)
-            if live.error is None:
-                recorded[sc.name] = live.obs
-        elif sc.name in reference:
-            live = Side(dict(reference[sc.name]["obs"]))
-            is_ref = True
-        r = compare(sc, model, live, reference=is_ref)
+        if live_ok:
+            r = run_both(sc)
+            if r.live is not None and r.live.error is None:
+                recorded[sc.name] = r.live.obs
+        else:
+            r = run_both(sc, live=False, reference=reference.get(sc.name))
         counts[r.verdict] += 1
         _print_result(r, out, args.verbose)
         out.flush()

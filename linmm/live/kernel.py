@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import errno as _errno
+import fcntl
 import json
 import os
 import pickle
@@ -66,8 +67,44 @@ def _normalise(value: str) -> str:
     return m.group(1) if m else value
 
 
-def _journal_path(pid: int) -> str:
-    return os.path.join(JOURNAL_DIR, f"journal-{pid}.json")
+_LOCK = {"fd": None, "users": 0}
+
+
+def _acquire_host_lock(timeout: float) -> None:
+    """One live session per machine at a time (two would save and restore the same knobs
+    over each other): an flock on JOURNAL_DIR/lock, shared by the LiveKernels of one process."""
+    if _LOCK["users"]:
+        _LOCK["users"] += 1
+        return
+    os.makedirs(JOURNAL_DIR, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(JOURNAL_DIR, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise LiveError("another live session holds " + os.path.join(JOURNAL_DIR, "lock"))
+            time.sleep(0.05)
+    _LOCK["fd"], _LOCK["users"] = fd, 1
+
+
+def _release_host_lock() -> None:
+    if _LOCK["users"] <= 0:
+        return
+    _LOCK["users"] -= 1
+    if _LOCK["users"] == 0 and _LOCK["fd"] is not None:
+        os.close(_LOCK["fd"])              # drops the flock
+        _LOCK["fd"] = None
+
+
+_instances = iter(range(1, 1 << 62))
+
+
+def _journal_path(pid: int, n: int) -> str:
+    return os.path.join(JOURNAL_DIR, f"journal-{pid}-{n}.json")
 
 
 def recover_journals() -> list[str]:
@@ -78,12 +115,12 @@ def recover_journals() -> list[str]:
     except OSError:
         return done
     for name in names:
-        m = re.fullmatch(r"journal-(\d+)\.json", name)
+        m = re.fullmatch(r"journal-(\d+)-\d+\.json", name)
         if not m:
             continue
         pid = int(m.group(1))
-        if pid != os.getpid() and os.path.exists(f"/proc/{pid}"):
-            continue                             # still running
+        if pid == os.getpid() or os.path.exists(f"/proc/{pid}"):
+            continue                             # still running (it restores itself)
         path = os.path.join(JOURNAL_DIR, name)
         try:
             with open(path) as f:
@@ -157,9 +194,15 @@ class LiveKernel:
         self.tasks: dict[int, LiveTask] = {}
         self._tracees: dict[int, LiveTask | None] = {}
         self._saved: list[tuple[str, str]] = []
+        self._journal = _journal_path(os.getpid(), next(_instances))
         self._closed = False
         self.restore_problems: list[str] = []
-        recover_journals()
+        _acquire_host_lock(timeout)
+        try:
+            recover_journals()
+        except BaseException:
+            _release_host_lock()
+            raise
         ref = weakref.ref(self)
         self._atexit = lambda: ref() is not None and ref().close()
         atexit.register(self._atexit)
@@ -182,6 +225,7 @@ class LiveKernel:
             self.restore()
             self._closed = True
             atexit.unregister(self._atexit)
+            _release_host_lock()
 
     def restore(self) -> list[str]:
         """Write back every saved value; returns (and keeps) the problems, if any."""
@@ -190,7 +234,7 @@ class LiveKernel:
         if not problems:
             self._saved = []
             try:
-                os.unlink(_journal_path(os.getpid()))
+                os.unlink(self._journal)
             except OSError:
                 pass
         else:
@@ -223,10 +267,10 @@ class LiveKernel:
             raise from_errno(e.errno, f"{path}: cannot save the old value: {e.strerror}") from None
         self._saved.append((path, value))
         os.makedirs(JOURNAL_DIR, mode=0o700, exist_ok=True)
-        tmp = _journal_path(os.getpid()) + ".tmp"
+        tmp = self._journal + ".tmp"
         with open(tmp, "w") as f:
             json.dump(self._saved, f)
-        os.replace(tmp, _journal_path(os.getpid()))
+        os.replace(tmp, self._journal)
 
     def write_file(self, path: str, text) -> None:
         """Write a /proc/sys or /sys knob; its old value is saved first (and the values of
@@ -240,6 +284,7 @@ class LiveKernel:
         elif path in TRIGGERS:
             pass
         elif path.startswith(("/proc/sys/", "/sys/")):
+            self._check_host_memory(path, text)
             self._save(path)
             for other in COUPLED.get(path, ()):
                 if os.path.exists(other):
@@ -250,6 +295,23 @@ class LiveKernel:
             _write_text(path, text)
         except OSError as e:
             raise from_errno(e.errno, f"{path}: {e.strerror}") from None
+
+    def _check_host_memory(self, path: str, text: str) -> None:
+        """Knobs that take host memory away at once stay within cap_bytes."""
+        name = os.path.basename(path)
+        try:
+            value = int(str(text).split()[0])
+        except (ValueError, IndexError):
+            return                               # the kernel will refuse it
+        size = 0
+        if name in ("nr_hugepages", "nr_hugepages_mempolicy", "nr_overcommit_hugepages"):
+            m = re.search(r"hugepages-(\d+)kB", path)
+            size = value * (int(m.group(1)) << 10 if m else 2 << 20)
+        elif name == "min_free_kbytes":
+            size = value << 10
+        if size > self.cap_bytes:
+            raise LiveSafetyError(f"write_file: {path} = {value} would take {size >> 20} MiB of host "
+                                  f"memory, over the {self.cap_bytes >> 20} MiB cap")
 
     # ------------------------------------------------------------ misc API
     def settle(self) -> None:

@@ -328,6 +328,11 @@ class LiveTask:
             raise EINVAL(f"setrlimit: unknown resource {name}")
         self._request("setrlimit", (name, value))
 
+    def set_cpu(self, cpu: int) -> None:
+        """Run on one CPU only (sched_setaffinity); forked tasks inherit it."""
+        import os
+        os.sched_setaffinity(self.pid, {cpu})
+
     def fork(self, name: str | None = None) -> "LiveTask":
         return self.k._fork(self, name)
 

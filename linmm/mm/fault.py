@@ -80,6 +80,15 @@ class Fault:
             raise Signal(SIGKILL, 0, None, task.pid)
 
     @staticmethod
+    def _pte_allows(mm, addr: int, write: bool) -> bool:
+        t = mm.pte_tables.get(addr >> PMD_SHIFT)
+        if t is None:
+            return False
+        pte = int(t.entries[(addr >> 12) & 511])
+        ok = pte & (_PAGE_PRESENT | _PAGE_USER) == _PAGE_PRESENT | _PAGE_USER
+        return ok and (not write or bool(pte & _PAGE_RW))
+
+    @staticmethod
     def pte_present_user(mm, addr: int) -> bool:
         t = mm.pte_tables.get(addr >> PMD_SHIFT)
         return t is not None and bool(int(t.entries[(addr >> 12) & 511]) & _PAGE_PRESENT)
@@ -230,6 +239,9 @@ class Fault:
                     self.pagefault_out_of_memory(task)
                     return
                 i = j
+                continue
+            if self._pte_allows(mm, addr, write):  # mapped meanwhile (fault-around)
+                i += 1
                 continue
             try:
                 self.do_user_addr_fault(task, addr | (int(a[bad[first[i]]]) & 0xFFF), write)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import ENOMEM, ENOSPC, KernelBug
 from . import gfp as G
 from .mm_types import MM_SHMEMPAGES, VM_NORESERVE, VM_SHARED, VM_WRITE, Vma
-from .page import PG_swapbacked, PG_uptodate
+from .page import PG_dirty, PG_swapbacked, PG_uptodate
 from .pgtable import _PAGE_DIRTY, _PAGE_SOFT_DIRTY, pfn_pte, pte_none
 
 FAULT_AROUND_PAGES = 16
@@ -14,7 +14,8 @@ FAULT_AROUND_PAGES = 16
 class ShmemObject:
     """A tmpfs inode: size, page cache (index -> pfn), charge, mapping users."""
 
-    def __init__(self, size: int, noreserve: bool):
+    def __init__(self, size: int, noreserve: bool, ino: int = 0):
+        self.ino = ino  # get_next_ino() of the "dev/zero" shmem file
         self.size = size
         self.noreserve = noreserve
         self.pages: dict[int, int] = {}
@@ -37,6 +38,7 @@ class Shmem:
     def __init__(self, k):
         self.k = k
         self.objects: list[ShmemObject] = []
+        self.last_ino = 0
 
     def object_of(self, mapping: int) -> ShmemObject | None:
         """The object whose page cache a page with this page->mapping belongs to."""
@@ -49,7 +51,8 @@ class Shmem:
         noreserve = bool(vm_flags & VM_NORESERVE)
         if not noreserve:
             self.k.overcommit.security_vm_enough_memory_mm(task.mm, (size + 4095) >> 12, task)
-        obj = ShmemObject(size, noreserve)
+        self.last_ino += 1
+        obj = ShmemObject(size, noreserve, self.last_ino)
         self.objects.append(obj)
         return obj
 
@@ -138,6 +141,8 @@ class Shmem:
         if pte_none(int(t.entries[idx])):
             self._map(vma, addr, t, idx, pfn, write and bool(vma.vm_flags & VM_WRITE))
         k.pgt.spin_unlock(ptl)
+        if write and vma.vm_flags & VM_SHARED:
+            k.memmap.set(pfn, PG_dirty)  # do_shared_fault -> fault_dirty_shared_page
         return 0
 
     def do_fault_around(self, vma: Vma, addr: int, t, ptl) -> None:

@@ -13,9 +13,9 @@ U64 = (1 << 64) - 1
 @scenario()
 def scenario_mmap_errnos(k) -> dict:
     """mmap argument checks: zero length, no MAP_PRIVATE/MAP_SHARED, unaligned MAP_FIXED or
-    offset -> EINVAL; MAP_FIXED_NOREPLACE over a mapping -> EEXIST; MAP_SHARED_VALIDATE with
-    an unknown flag -> EOPNOTSUPP; a length that cannot fit -> ENOMEM; MAP_HUGETLB with no
-    huge pages reserved -> ENOMEM."""
+    offset -> EINVAL; MAP_FIXED_NOREPLACE over a mapping -> EEXIST; MAP_SHARED_VALIDATE is
+    only validated for files (anonymous: the map type switch -> EINVAL); a length that
+    cannot fit -> ENOMEM; MAP_HUGETLB with no huge pages reserved -> ENOMEM."""
     t = k.spawn("mmaperr")
     a = region(t, 4)
     return {
@@ -24,7 +24,8 @@ def scenario_mmap_errnos(k) -> dict:
         "fixed_unaligned": outcome(t.mmap, a + 64 * PAGE + 1, PAGE, RW, PRIV | MAP_FIXED),
         "unaligned_offset": outcome(t.mmap, 0, PAGE, RW, PRIV, -1, 100),
         "noreplace_over_mapping": outcome(t.mmap, a + PAGE, PAGE, RW, PRIV | MAP_FIXED_NOREPLACE),
-        "shared_validate_unknown_flag": outcome(t.mmap, 0, PAGE, RW, MAP_SHARED_VALIDATE | MAP_ANONYMOUS | 0x800000),
+        "shared_validate_unknown_flag": outcome(t.mmap, 0, PAGE, RW,
+                                                MAP_SHARED_VALIDATE | MAP_ANONYMOUS | 0x800000),
         "length_2^63": outcome(t.mmap, 0, 1 << 63, PROT_NONE, PRIV),
         "length_wraps": outcome(t.mmap, 0, U64 - 100, PROT_NONE, PRIV),
         "hugetlb_without_pool": outcome(t.mmap, 0, 2 << 20, RW, PRIV | MAP_HUGETLB),
@@ -155,7 +156,8 @@ def scenario_mremap_errnos(k) -> dict:
         "new_length_0": outcome(t.mremap, a, PAGE, 0, MREMAP_MAYMOVE),
         "new_length_wraps": outcome(t.mremap, a, PAGE, U64, MREMAP_MAYMOVE),
         "fixed_unaligned_target": outcome(t.mremap, a, PAGE, PAGE, MREMAP_FIXED | MREMAP_MAYMOVE, b + 1),
-        "fixed_overlapping": outcome(t.mremap, a, 2 * PAGE, 2 * PAGE, MREMAP_FIXED | MREMAP_MAYMOVE, a + PAGE),
+        "fixed_overlapping": outcome(t.mremap, a, 2 * PAGE, 2 * PAGE, MREMAP_FIXED | MREMAP_MAYMOVE,
+                                     a + PAGE),
         "grow_across_two_vmas": outcome(t.mremap, a + 2 * PAGE, 3 * PAGE, 6 * PAGE, MREMAP_MAYMOVE),
         "grow_blocked_no_maymove": outcome(t.mremap, a, 4 * PAGE, 8 * PAGE),
         "grow_unmapped": outcome(t.mremap, a + 64 * PAGE, PAGE, 2 * PAGE, MREMAP_MAYMOVE),

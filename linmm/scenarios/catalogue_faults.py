@@ -45,7 +45,8 @@ def scenario_anon_read_zero_page_then_write(k) -> dict:
            "smaps_Rss_after_reads_kB": smaps_fields(k, t, a)["Rss"]}
     t.access(pages(a, 32), True)
     f2, s2 = minflt(k, t), status(k, t)
-    obs.update({"minflt_writes_after_reads": f2 - f1, "RssAnon_after_writes_kB": s2["RssAnon"] - s0["RssAnon"],
+    obs.update({"minflt_writes_after_reads": f2 - f1,
+                "RssAnon_after_writes_kB": s2["RssAnon"] - s0["RssAnon"],
                 "pagemap_after_writes": sorted({pm_flags(v) for v in pagemap(k, t, a, 32)}),
                 "data_is_zero": t.read(a, 32 * PAGE) == bytes(32 * PAGE)})
     return obs
@@ -233,8 +234,9 @@ def scenario_map_populate(k) -> dict:
 
 @scenario(expected_differences={
     "minflt_writes_after_mprotect_rw":
-        "changed after v5.7: 5.19/6.0 mprotect() makes PTEs of exclusive anonymous pages "
-        "writable at once (can_change_pte_writable), v5.7 leaves them read-only so each "
+        "changed after v5.7: since 6.0 ('mm/mprotect: try avoiding write faults for exclusive "
+        "anonymous pages when changing protection') mprotect() makes the PTEs of exclusive "
+        "anonymous pages writable at once, v5.7 leaves them read-only so each "
         "first write takes a (reuse) fault"})
 def scenario_mprotect_ro_rw_then_write(k) -> dict:
     """8 written pages, mprotect PROT_READ then PROT_READ|PROT_WRITE: the pages stay (RSS and
@@ -336,3 +338,39 @@ def scenario_mremap_grow_in_place(k) -> dict:
     obs.update({"shrink_same_address": r2 == a, "layout_after_shrink": maps_layout(k, t, a, 16),
                 "data": t.read(a, 2 * PAGE) == PATTERN * 2})
     return obs
+
+
+@scenario(expected_differences={
+    "Active_anon_delta_MiB": "changed after v5.7: since 5.9 ('mm/vmscan: protect the workingset "
+                             "on anonymous LRU') new anonymous pages start on the inactive anon "
+                             "list; v5.7 puts them on the active list",
+    "Inactive_anon_delta_MiB": "changed after v5.7: since 5.9 new anonymous pages start on the "
+                               "inactive anon list (v5.7: active)"})
+def scenario_anon_pages_meminfo(k) -> dict:
+    """meminfo after writing 256 MiB of private anonymous memory: AnonPages +256 MiB (in 32
+    MiB steps: other processes on the host move it too), on the anon LRU lists; munmap gives
+    it back; 64 MiB of shared anonymous memory count as Shmem, not AnonPages."""
+    from . import MiB, meminfo
+    t = k.spawn("anonpages")
+    n = (256 * MiB) // PAGE
+    a = t.mmap(0, 256 * MiB, RW, 0x22)
+    addrs = pages(a, n)
+    m0 = meminfo(k)
+    t.access(addrs, True)
+    m1 = meminfo(k)
+    t.munmap(a, 256 * MiB)
+    m2 = meminfo(k)
+    b = region(t, (64 * MiB) // PAGE, RW, SHARED)
+    addrs = pages(b, (64 * MiB) // PAGE)
+    m2b = meminfo(k)
+    t.access(addrs, True)
+    m3 = meminfo(k)
+
+    def d(x, y, key):                      # MiB, in 32 MiB steps: other processes move
+        return round((y[key] - x[key]) / 32768) * 32    # these by several MiB at times
+    return {"AnonPages_delta_MiB": d(m0, m1, "AnonPages"),
+            "Active_anon_delta_MiB": d(m0, m1, "Active(anon)"),
+            "Inactive_anon_delta_MiB": d(m0, m1, "Inactive(anon)"),
+            "AnonPages_after_munmap_MiB": d(m0, m2, "AnonPages"),
+            "shared_Shmem_delta_MiB": d(m2b, m3, "Shmem"),
+            "shared_AnonPages_delta_MiB": d(m2b, m3, "AnonPages")}

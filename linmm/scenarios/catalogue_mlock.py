@@ -32,13 +32,14 @@ def scenario_mlock_touched_then_munlock(k) -> dict:
     t.mlock(a, P * PAGE)
     f1 = minflt(k, t)
     m1, u1 = _mu(k)
-    locked = {"VmLck_kB": status(k, t)["VmLck"], "smaps_Locked_kB": smaps_fields(k, t, a)["Locked"]}
+    locked = {"VmLck_kB": status(k, t)["VmLck"], "smaps_Locked_kB": smaps_fields(k, t, a)["Locked"],
+              "VmFlags_has_lo": "lo" in smaps_fields(k, t, a, ("VmFlags",))["VmFlags"]}
     t.munlock(a, P * PAGE)
     m2, u2 = _mu(k)
     return {"minflt_mlock": f1 - f0, "Mlocked_delta_kB": m1 - m0, "Unevictable_delta_kB": u1 - u0,
             **locked, "Mlocked_after_munlock_kB": m2 - m0, "Unevictable_after_munlock_kB": u2 - u0,
             "VmLck_after_munlock_kB": status(k, t)["VmLck"],
-            "VmFlags_has_lo": "lo" in smaps_fields(k, t, a, ("VmFlags",))["VmFlags"]}
+            "VmFlags_has_lo_after_munlock": "lo" in smaps_fields(k, t, a, ("VmFlags",))["VmFlags"]}
 
 
 @scenario()
@@ -59,7 +60,8 @@ def scenario_mlock_populates(k) -> dict:
     return {"minflt_mlock": f1 - f0, "RssAnon_delta_kB": s1["RssAnon"] - s0["RssAnon"],
             "VmLck_kB": s1["VmLck"] - s0["VmLck"], "Mlocked_delta_kB": m1 - m0,
             "mincore_all_1": mc == "1" * P, "Mlocked_after_munmap_kB": m2 - m0,
-            "Unevictable_after_munmap_kB": u2 - u0, "VmLck_after_munmap_kB": status(k, t)["VmLck"] - s0["VmLck"]}
+            "Unevictable_after_munmap_kB": u2 - u0,
+            "VmLck_after_munmap_kB": status(k, t)["VmLck"] - s0["VmLck"]}
 
 
 @scenario(expected_differences={
@@ -85,7 +87,8 @@ def scenario_mlock2_onfault(k) -> dict:
     return {"minflt_mlock2": f1 - f0, "VmLck_kB": s1["VmLck"] - s0["VmLck"],
             "Mlocked_delta_kB": m1 - m0, "mincore_first12": mc, "minflt_touch10": f2 - f1,
             "Mlocked_after_touch_kB": m2 - m0, "VmFlags": [f for f in flags if f != "sd"],
-            "Mlocked_after_munlock_kB": m3 - m0, "VmLck_after_munlock_kB": status(k, t)["VmLck"] - s0["VmLck"]}
+            "Mlocked_after_munlock_kB": m3 - m0,
+            "VmLck_after_munlock_kB": status(k, t)["VmLck"] - s0["VmLck"]}
 
 
 @scenario(needs_root=True)
@@ -218,7 +221,8 @@ def scenario_mlock_fork_then_parent_exits(k) -> dict:
     m0, u0 = _mu(k)
     c = t.fork()
     m1, u1 = _mu(k)
-    child = {"child_VmLck_kB": status(k, c)["VmLck"], "child_smaps_Locked_kB": smaps_fields(k, c, a)["Locked"],
+    child = {"child_VmLck_kB": status(k, c)["VmLck"],
+             "child_smaps_Locked_kB": smaps_fields(k, c, a)["Locked"],
              "child_smaps_Rss_kB": smaps_fields(k, c, a)["Rss"]}
     t.exit()
     m2, u2 = _mu(k)

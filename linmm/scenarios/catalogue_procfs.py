@@ -149,8 +149,9 @@ def scenario_vmpte_mremap_moves_table(k) -> dict:
 
 @scenario()
 def scenario_maps_lines_for_anon(k) -> dict:
-    """/proc/<pid>/maps lines of anonymous mappings: permissions rw-p / r--p / rw-s, offset 0
-    for private, the shmem offset for shared; device and inode 00:00 0 for private."""
+    """/proc/<pid>/maps lines of anonymous mappings: permissions rw-p / r--p / rw-s, offset 0;
+    device and inode 00:00 0 for private memory; shared anonymous memory is the shmem file
+    "/dev/zero (deleted)" on device 00:01 with its own (non-zero) inode number."""
     t = k.spawn("maps")
     a = region(t, 2)
     b = region(t, 2, PROT_READ, at=4 * PAGE)
@@ -161,6 +162,6 @@ def scenario_maps_lines_for_anon(k) -> dict:
         if s in (a, b, c):
             f = ln.split()
             name = {a: "private_rw", b: "private_ro", c: "shared_rw"}[s]
-            lines[name] = {"perms": f[1], "offset": f[2], "dev": f[3] if name != "shared_rw" else "shmem",
-                           "inode_zero": f[4] == "0", "pathname": " ".join(f[5:])}
+            lines[name] = {"perms": f[1], "offset": f[2], "dev": f[3], "inode_zero": f[4] == "0",
+                           "pathname": " ".join(f[5:])}
     return lines
