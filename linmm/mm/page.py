@@ -17,6 +17,7 @@ PG_reclaim, PG_swapbacked, PG_unevictable, PG_mlocked, PG_uncached, PG_hwpoison 
 PG_young, PG_idle = 24, 25
 NR_PAGEFLAGS = 26
 PG_swapcache = PG_owner_priv_1
+PG_reported = PG_uptodate  # free pages only (v5.7 page reporting)
 
 # page_type lives in _mapcount: a typed page has the PAGE_TYPE_BASE bits set and
 # its type bit cleared (page-flags.h PAGE_TYPE_OPS).

@@ -16,7 +16,7 @@ from .gfp import (MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_
                   MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE)
 from .memory_model import MAX_ORDER, ZONE_NORMAL, pageblock_nr_pages, pageblock_order
 from .mmzone import WMARK_HIGH, WMARK_LOW, WMARK_MIN, ZONE_BOOSTED_WATERMARK, Zone
-from .page import PG_reserved
+from .page import PG_reported, PG_reserved
 from .watermark import ZoneWatermarks, fls, mult_frac, rounddown_pow_of_two  # noqa: F401
 
 if TYPE_CHECKING:
@@ -63,6 +63,10 @@ class PageAllocator(ZoneWatermarks):
         self.totalreserve_pages = 0
         self.zone_reclaim_mode = 0
         self.fail_next: list[int] = []  # fail_page_alloc one-shots (orders)
+        # subsystems that watch the allocator (page_owner, page reporting ...):
+        self.alloc_hooks: list = []  # fn(pfn, order, gfp) after prep_new_page
+        self.free_hooks: list = []  # fn(pfn, order) at free_pages_prepare
+        self.free_block_hooks: list = []  # fn(zone, pfn, order) when a block joins a free list
 
     # ------------------------------------------------------------ pageblocks
     def get_pageblock_migratetype(self, pfn: int) -> int:
@@ -86,6 +90,7 @@ class PageAllocator(ZoneWatermarks):
         del area.free_list[mt][pfn]
         area.nr_free -= 1
         self.mm.clear_buddy(pfn)
+        self.mm.clear(pfn, PG_reported)  # __ClearPageReported (page_reporting.md)
 
     def _buddy_mt(self, zone: Zone, pfn: int, order: int) -> int:
         """Which free list holds the free block at pfn (found by lookup)."""
@@ -131,6 +136,8 @@ class PageAllocator(ZoneWatermarks):
             if self.page_is_buddy(zone, higher_buddy, order + 1):
                 tail = True
         self._add_to_free_area(pfn, zone, order, mt, tail=tail)
+        for hook in self.free_block_hooks:  # page_reporting_notify_free()
+            hook(zone, pfn, order)
 
     def free_one_page(self, zone: Zone, pfn: int, order: int, mt: int) -> None:
         self.__free_one_page(pfn, zone, order, mt)
@@ -483,6 +490,8 @@ class PageAllocator(ZoneWatermarks):
             fs = self.k.frames
             for p in range(pfn, pfn + (1 << order)):
                 fs.clear(p)
+        for hook in self.alloc_hooks:  # post_alloc_hook(): set_page_owner() ...
+            hook(pfn, order, gfp)
 
     def alloc_pages_nodemask(self, gfp: int, order: int, nid: int | None = None) -> int | None:
         """__alloc_pages_nodemask(): the pfn of a 2^order block, or None."""
@@ -638,6 +647,8 @@ class PageAllocator(ZoneWatermarks):
                                self.get_pageblock_migratetype(pfn))
 
     def free_pages_prepare(self, pfn: int, order: int) -> None:
+        for hook in self.free_hooks:  # __reset_page_owner() ...
+            hook(pfn, order)
         mm = self.mm
         for p in range(pfn, pfn + (1 << order)):
             bad = None
@@ -692,6 +703,8 @@ class PageAllocator(ZoneWatermarks):
                             mm.refcount[pfn] = 1
                             mm.private[pfn] = 0
                             mm.index[pfn] = 0
+                            for hook in self.alloc_hooks:
+                                hook(pfn, 0, gfp)
                         break
             if pfn is None:
                 pfn = self.alloc_pages_nodemask(gfp & ~G._GFP_ZERO, 0)
