@@ -154,7 +154,8 @@ class MmapOps:
 
     @staticmethod
     def is_mergeable_anon_vma(av1, av2, vma: Vma | None) -> bool:
-        if (av1 is None or av2 is None) and vma is not None and len(vma.anon_vma_chain) <= 1:
+        """One side without an anon_vma merges if the other VMA's chain is singular."""
+        if (av1 is None or av2 is None) and (vma is None or len(vma.anon_vma_chain) == 1):
             return True
         return av1 is av2
 
@@ -204,21 +205,27 @@ class MmapOps:
             gone.shmem.put(self.k)
 
     def try_merge_around(self, mm: MmStruct, vma: Vma) -> Vma:
-        """Merge vma with its neighbours after a flags change (mprotect/madvise)."""
+        """vma_merge() of a whole VMA whose flags changed (mprotect, madvise, mlock):
+        prev (and next too if all three fit) is preferred, else next."""
         prev, nxt = self.neighbours(mm, vma)
-        if nxt is not None and nxt.vm_start == vma.vm_end and \
-                self.is_mergeable_vma(nxt, vma.vm_flags, vma.vm_file, vma.shmem) and \
-                self.is_mergeable_anon_vma(vma.anon_vma, nxt.anon_vma, None) and \
-                nxt.vm_pgoff == vma.vm_pgoff + vma.vma_pages():
-            vma.vm_end = nxt.vm_end
-            self._absorb(mm, vma, nxt)
-        if prev is not None and prev.vm_end == vma.vm_start and \
-                self.is_mergeable_vma(prev, vma.vm_flags, vma.vm_file, vma.shmem) and \
-                self.is_mergeable_anon_vma(prev.anon_vma, vma.anon_vma, None) and \
-                prev.vm_pgoff + prev.vma_pages() == vma.vm_pgoff:
+        can_prev = (prev is not None and prev.vm_end == vma.vm_start and
+                    self.is_mergeable_vma(prev, vma.vm_flags, vma.vm_file, vma.shmem) and
+                    self.is_mergeable_anon_vma(vma.anon_vma, prev.anon_vma, prev) and
+                    prev.vm_pgoff + prev.vma_pages() == vma.vm_pgoff)
+        can_next = (nxt is not None and nxt.vm_start == vma.vm_end and
+                    self.is_mergeable_vma(nxt, vma.vm_flags, vma.vm_file, vma.shmem) and
+                    self.is_mergeable_anon_vma(vma.anon_vma, nxt.anon_vma, nxt) and
+                    nxt.vm_pgoff == vma.vm_pgoff + vma.vma_pages())
+        if can_prev:
             prev.vm_end = vma.vm_end
             self._absorb(mm, prev, vma)
+            if can_next and self.is_mergeable_anon_vma(prev.anon_vma, nxt.anon_vma, None):
+                prev.vm_end = nxt.vm_end
+                self._absorb(mm, prev, nxt)
             return prev
+        if can_next:
+            vma.vm_end = nxt.vm_end
+            self._absorb(mm, vma, nxt)
         return vma
 
     # ------------------------------------------------------------ address space

@@ -128,13 +128,15 @@ class Mremap:
 
     def move_vma(self, task, vma: Vma, old_addr: int, old_len: int, new_len: int, new_addr: int,
                  flags: int) -> int:
+        """mm/mremap.c move_vma(): VM_ACCOUNT is hidden while the old range is unmapped so
+        that its charge moves with the pages; the excess is charged back afterwards."""
         k = self.k
         mm = vma.vm_mm
         if mm.map_count >= k.mmap.max_map_count - 3:
             raise ENOMEM("mremap: max_map_count")
         vm_flags = vma.vm_flags
         new_pgoff = vma.vm_pgoff + ((old_addr - vma.vm_start) >> 12)
-        new_vma = self.copy_vma(vma, new_addr, new_len, new_pgoff)
+        new_vma, vma = self.copy_vma(vma, new_addr, new_len, new_pgoff, old_addr)
         moved = self.move_page_tables(vma, old_addr, new_vma, new_addr, old_len)
         if moved < old_len:
             self.move_page_tables(new_vma, new_addr, vma, old_addr, moved)
@@ -155,9 +157,6 @@ class Mremap:
                 k.overcommit.vm_acct_memory(new_len >> 12)
             mm.hiwater_vm = hiwater_vm
             return new_addr
-        # the old range's pieces: remember them to restore VM_ACCOUNT after munmap
-        before = vma if old_addr > vma.vm_start else None
-        after_start = old_addr + old_len
         try:
             k.mmap.do_munmap(task, old_addr, old_len)
         except Errno:
@@ -166,16 +165,17 @@ class Mremap:
         if vm_flags & VM_LOCKED:
             mm.locked_vm += new_len >> 12
         mm.hiwater_vm = hiwater_vm
-        if excess:
-            if before is not None and before in mm.vmas:
-                before.vm_flags |= VM_ACCOUNT
-            if split or before is None:
-                rest = k.mmap.find_vma(mm, after_start)
-                if rest is not None and rest.vm_start == after_start:
-                    rest.vm_flags |= VM_ACCOUNT
+        if excess and vma in mm.vmas:
+            vma.vm_flags |= VM_ACCOUNT
+            if split:
+                i = mm.vmas.index(vma)
+                if i + 1 < len(mm.vmas):
+                    mm.vmas[i + 1].vm_flags |= VM_ACCOUNT
         return new_addr
 
-    def copy_vma(self, vma: Vma, addr: int, length: int, pgoff: int) -> Vma:
+    def copy_vma(self, vma: Vma, addr: int, length: int, pgoff: int, old_addr: int):
+        """The new VMA (maybe merged with a neighbour) and the source VMA, which is the
+        merged VMA itself when the move merged into the source (copy_vma's *vmap)."""
         k = self.k
         mm = vma.vm_mm
         if vma.anon_vma is None and vma.is_anonymous():
@@ -184,7 +184,9 @@ class Mremap:
         new = k.mmap.vma_merge(mm, prev, addr, addr + length, vma.vm_flags, vma.anon_vma,
                                vma.vm_file, pgoff, vma.shmem)
         if new is not None:
-            return new
+            if new.vm_start <= old_addr < new.vm_end:
+                vma = new
+            return new, vma
         new = Vma(mm, addr, addr + length, vma.vm_flags, pgoff, vma.vm_file)
         new.vm_page_prot = vm_get_page_prot(vma.vm_flags)
         new.shmem = vma.shmem
@@ -193,7 +195,7 @@ class Mremap:
         new.anon_vma = vma.anon_vma
         k.rmap.anon_vma_clone(new, vma)
         k.mmap.vma_link(mm, new)
-        return new
+        return new, vma
 
     def move_page_tables(self, vma: Vma, old_addr: int, new_vma: Vma, new_addr: int, length: int) -> int:
         """Move PTEs (or whole PTE tables, move_normal_pmd) from old to new; bytes moved."""
