@@ -82,8 +82,12 @@ class Kernel:
         self.sched = Scheduler(self)
         from .fs.procfs import ProcFs
         self.procfs = ProcFs(self)
+        self.tainted = 0
+        self.failslab_filter = False
         from .boot import boot
         boot(self)
+        from .mm.slub import Slub
+        self.slub = Slub(self)
 
     # ------------------------------------------------------------ log and time
     def printk(self, line: str) -> None:
@@ -359,6 +363,46 @@ class Kernel:
     def put_page(self, pfn: int) -> None:
         """put_page(): drop a reference; an LRU page reaching 0 leaves the LRU and is freed."""
         self.vmscan.release_pages((pfn,))
+
+    # ------------------------------------------------------------ slab (mm/slub.c)
+    def kmem_cache_create(self, *a, **kw):
+        return self.slub.kmem_cache_create(*a, **kw)
+
+    def kmem_cache_create_usercopy(self, *a, **kw):
+        return self.slub.kmem_cache_create_usercopy(*a, **kw)
+
+    def kmem_cache_alloc(self, cache, gfp: int):
+        return self.slub.kmem_cache_alloc(cache, gfp)
+
+    def kmem_cache_alloc_node(self, cache, gfp: int, node: int):
+        return self.slub.kmem_cache_alloc_node(cache, gfp, node)
+
+    def kmem_cache_zalloc(self, cache, gfp: int):
+        return self.slub.kmem_cache_zalloc(cache, gfp)
+
+    def kmem_cache_free(self, cache, addr: int) -> None:
+        self.slub.kmem_cache_free(cache, addr)
+
+    def kmem_cache_destroy(self, cache) -> None:
+        self.slub.kmem_cache_destroy(cache)
+
+    def kmem_cache_shrink(self, cache):
+        return self.slub.kmem_cache_shrink(cache)
+
+    def kmalloc(self, size: int, gfp: int):
+        return self.slub.kmalloc(size, gfp)
+
+    def kmalloc_node(self, size: int, gfp: int, node: int):
+        return self.slub.kmalloc_node(size, gfp, node)
+
+    def kzalloc(self, size: int, gfp: int):
+        return self.slub.kzalloc(size, gfp)
+
+    def kfree(self, addr: int) -> None:
+        self.slub.kfree(addr)
+
+    def ksize(self, addr: int) -> int:
+        return self.slub.ksize(addr)
 
     # ------------------------------------------------------------ SPLIT_RSS_COUNTING
     def add_mm_counter_fast(self, mm, member: int, val: int, faults: int = 0) -> None:

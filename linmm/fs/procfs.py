@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import EACCES, EINVAL, ENOENT, ESRCH
 from ..mm import vmstat
 from ..mm.page import PG_lru, PG_reserved
-from . import node, sysfs, task_mmu
+from . import node, slabinfo, sysfs, task_mmu
 
 KPF_LOCKED, KPF_REFERENCED, KPF_UPTODATE, KPF_DIRTY, KPF_LRU, KPF_ACTIVE = 0, 2, 3, 4, 5, 6
 KPF_SLAB, KPF_BUDDY, KPF_MMAP, KPF_ANON, KPF_SWAPCACHE, KPF_SWAPBACKED = 7, 10, 11, 12, 13, 14
@@ -54,6 +54,12 @@ class ProcFs:
                   }
         if path in simple:
             return self._slice(simple[path](), offset, size)
+        if path == "/proc/slabinfo":
+            return self._slice(slabinfo.proc_slabinfo(k), offset, size)
+        if path == "/proc/sys/kernel/tainted":
+            return self._slice(f"{k.tainted}\n", offset, size)
+        if path.startswith("/sys/kernel/slab"):
+            return self._slice(slabinfo.read_sys_kernel_slab(k, path), offset, size)
         if path == "/proc/iomem":
             return self._slice(node.proc_iomem(k), offset, size)
         if path.startswith("/sys/devices/system/node"):
@@ -107,6 +113,8 @@ class ProcFs:
                 raise EINVAL(f"{name}: {v} out of range")
             s.set(v)
             return None
+        if path.startswith("/sys/kernel/slab/"):
+            return slabinfo.write_sys_kernel_slab(k, path, text)
         m = re.fullmatch(r"/proc/(\d+|self)/clear_refs", path)
         if m:
             return sysfs.clear_refs_write(k, self._task(m.group(1)), text)

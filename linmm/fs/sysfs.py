@@ -72,6 +72,9 @@ def read_sysfs(k, path: str) -> str:
 
 def listdir(k, path: str) -> list[str]:
     path = path.rstrip("/")
+    if path.startswith("/sys/kernel/slab"):
+        from .slabinfo import list_sys_kernel_slab
+        return list_sys_kernel_slab(k, path)
     if path.startswith(MEM) and k.config.memory_model in ("flatmem", "discontigmem"):
         raise ENOENT(path)
     if path == MEM:
@@ -89,8 +92,9 @@ def listdir(k, path: str) -> list[str]:
             if k.config.memory_model not in ("flatmem", "discontigmem") else []
         return ["cpulist", "distance", "meminfo"] + blocks
     if path == "/proc":
-        return sorted(str(p) for p in k.tasks) + ["buddyinfo", "meminfo", "pagetypeinfo", "vmstat",
-                                                   "zoneinfo", "kpagecount", "kpageflags", "sys"]
+        return sorted(str(p) for p in k.tasks) + ["buddyinfo", "iomem", "kpagecount", "kpageflags",
+                                                   "meminfo", "pagetypeinfo", "slabinfo", "sys",
+                                                   "vmstat", "zoneinfo"]
     raise ENOENT(path)
 
 

@@ -25,6 +25,8 @@ def check_kernel(k) -> None:
     check_commit(k)
     check_mm_refs(k)
     check_locks(k)
+    if getattr(k, "slub", None) is not None:
+        k.slub.check()
 
 
 def check_free_lists(k) -> None:
