@@ -78,9 +78,31 @@ class VmScan:
             self._lru_add_many(np.asarray(allp[:full], np.int64))
 
     def __pagevec_lru_add(self, pvec: list) -> None:
+        if len(pvec) == 1:
+            pfn = pvec.pop()
+            self._lru_add_one(pfn)
+            return
         pages = np.asarray(pvec, np.int64)
         pvec.clear()
         self._lru_add_many(pages)
+
+    def _lru_add_one(self, pfn: int) -> None:
+        """__pagevec_lru_add_fn() for one page, without NumPy overhead."""
+        k = self.k
+        mm = k.memmap
+        was_unevictable = mm.test(pfn, PG_unevictable)
+        mm.set(pfn, PG_lru)
+        if not mm.test(pfn, PG_mlocked):
+            mm.clear(pfn, PG_unevictable)
+            if was_unevictable:
+                k.vm_events["unevictable_pgs_rescued"] += 1
+        else:
+            mm.clear(pfn, PG_active)
+            mm.set(pfn, PG_unevictable)
+            if not was_unevictable:
+                k.vm_events["unevictable_pgs_culled"] += 1
+        self.add_page_to_lru_list(pfn, self.page_lru(pfn))
+        self.release_pages((pfn,))
 
     def _lru_add_many(self, pfns: np.ndarray) -> None:
         """__pagevec_lru_add_fn for each page: evictable pages go to their list
