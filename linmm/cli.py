@@ -92,6 +92,9 @@ def cmd_diff(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["page-owner-sort"]:  # tools/vm/page_owner_sort
+        from .tools.page_owner_sort import main as pos_main
+        return pos_main(argv[1:])
     if argv[:1] == ["slabinfo"]:  # tools/vm/slabinfo's own options
         from .tools.slabinfo import main as slabinfo_main
         return slabinfo_main(argv[1:])

@@ -88,6 +88,9 @@ class Kernel:
         boot(self)
         from .mm.slub import Slub
         self.slub = Slub(self)
+        from .mm import page_frag, page_owner
+        page_owner.init(self)  # page_ext + page_owner=on (late initcall)
+        page_frag.init(self)
 
     # ------------------------------------------------------------ log and time
     def printk(self, line: str) -> None:
@@ -403,6 +406,33 @@ class Kernel:
 
     def ksize(self, addr: int) -> int:
         return self.slub.ksize(addr)
+
+    # ------------------------------------------------------------ page_frag, page_owner, reporting
+    def page_frag_alloc(self, nc, fragsz: int, gfp: int):
+        from .mm import page_frag
+        return page_frag.page_frag_alloc(self, nc, fragsz, gfp)
+
+    def page_frag_free(self, addr: int) -> None:
+        from .mm import page_frag
+        page_frag.page_frag_free(self, addr)
+
+    def netdev_alloc_frag(self, fragsz: int, **kw):
+        from .mm import page_frag
+        return page_frag.netdev_alloc_frag(self, fragsz, **kw)
+
+    def napi_alloc_frag(self, fragsz: int, **kw):
+        from .mm import page_frag
+        return page_frag.napi_alloc_frag(self, fragsz, **kw)
+
+    def page_reporting_register(self, prdev) -> None:
+        """The reporting work (and its scatterlist slab) exists once a device registers."""
+        from .mm import page_reporting
+        page_reporting.init(self)
+        page_reporting.page_reporting_register(self, prdev)
+
+    def page_reporting_unregister(self, prdev) -> None:
+        from .mm import page_reporting
+        page_reporting.page_reporting_unregister(self, prdev)
 
     # ------------------------------------------------------------ SPLIT_RSS_COUNTING
     def add_mm_counter_fast(self, mm, member: int, val: int, faults: int = 0) -> None:

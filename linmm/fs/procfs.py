@@ -50,7 +50,7 @@ class ProcFs:
         simple = {"/proc/meminfo": self.meminfo, "/proc/vmstat": lambda: vmstat.proc_vmstat(k),
                   "/proc/zoneinfo": lambda: vmstat.proc_zoneinfo(k),
                   "/proc/buddyinfo": lambda: vmstat.proc_buddyinfo(k),
-                  "/proc/pagetypeinfo": lambda: vmstat.proc_pagetypeinfo(k),
+                  "/proc/pagetypeinfo": lambda: self._pagetypeinfo(),
                   }
         if path in simple:
             return self._slice(simple[path](), offset, size)
@@ -60,6 +60,9 @@ class ProcFs:
             return self._slice(f"{k.tainted}\n", offset, size)
         if path.startswith("/sys/kernel/slab"):
             return self._slice(slabinfo.read_sys_kernel_slab(k, path), offset, size)
+        if path == "/sys/kernel/debug/page_owner":
+            from ..mm import page_owner
+            return page_owner.read_page_owner(k, offset, size)
         if path == "/proc/iomem":
             return self._slice(node.proc_iomem(k), offset, size)
         if path.startswith("/sys/devices/system/node"):
@@ -79,6 +82,11 @@ class ProcFs:
                   "statm": task_mmu.proc_pid_statm, "stat": task_mmu.proc_pid_stat}[what]
             return self._slice(fn(k, task), offset, size)
         raise ENOENT(path)
+
+    def _pagetypeinfo(self) -> str:
+        """With page_owner on, the "Number of mixed blocks" table follows."""
+        from ..mm import page_owner
+        return page_owner.proc_pagetypeinfo(self.k)
 
     def _task(self, pid: str):
         k = self.k

@@ -27,6 +27,10 @@ def check_kernel(k) -> None:
     check_locks(k)
     if getattr(k, "slub", None) is not None:
         k.slub.check()
+    from . import page_frag, page_owner, page_reporting
+    page_owner.check(k)
+    page_frag.check(k)
+    page_reporting.check(k)
 
 
 def check_free_lists(k) -> None:

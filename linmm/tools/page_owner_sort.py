@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     fin = fout = None
     err = None
     try:
-        fin = open(argv[0], "rb")
+        fin = open(argv[0], "rb")  # noqa: SIM115 - both opened first, as the C tool does
     except OSError as e:
         err = e
     try:
-        fout = open(argv[1], "wb")
+        fout = open(argv[1], "wb")  # noqa: SIM115
     except OSError as e:
         err = err or e
     if fin is None or fout is None:

@@ -1,0 +1,1 @@
+"""Simulated device drivers (the virtio balloon for free page reporting)."""
