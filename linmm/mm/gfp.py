@@ -50,12 +50,23 @@ MIGRATE_ISOLATE = 4
 MIGRATE_TYPES = 5
 MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate")
 
-_GFP_NAMES = [(GFP_TRANSHUGE, "GFP_TRANSHUGE"), (GFP_TRANSHUGE_LIGHT, "GFP_TRANSHUGE_LIGHT"),
-              (GFP_HIGHUSER_MOVABLE, "GFP_HIGHUSER_MOVABLE"), (GFP_HIGHUSER, "GFP_HIGHUSER"),
-              (GFP_USER, "GFP_USER"), (GFP_KERNEL_ACCOUNT, "GFP_KERNEL_ACCOUNT"),
-              (GFP_KERNEL, "GFP_KERNEL"), (GFP_NOFS, "GFP_NOFS"), (GFP_ATOMIC, "GFP_ATOMIC"),
-              (GFP_NOIO, "GFP_NOIO"), (GFP_NOWAIT, "GFP_NOWAIT")]
-_BIT_NAMES = {v: k for k, v in globals().items() if k.startswith("__GFP_") and k != "__GFP_RECLAIM"}
+# __def_gfpflag_names (include/trace/events/mmflags.h, v5.7), in the order %pGg walks it
+_GFP_NAMES = [
+    (GFP_TRANSHUGE, "GFP_TRANSHUGE"), (GFP_TRANSHUGE_LIGHT, "GFP_TRANSHUGE_LIGHT"),
+    (GFP_HIGHUSER_MOVABLE, "GFP_HIGHUSER_MOVABLE"), (GFP_HIGHUSER, "GFP_HIGHUSER"),
+    (GFP_USER, "GFP_USER"), (GFP_KERNEL_ACCOUNT, "GFP_KERNEL_ACCOUNT"), (GFP_KERNEL, "GFP_KERNEL"),
+    (GFP_NOFS, "GFP_NOFS"), (GFP_ATOMIC, "GFP_ATOMIC"), (GFP_NOIO, "GFP_NOIO"),
+    (GFP_NOWAIT, "GFP_NOWAIT"), (GFP_DMA, "GFP_DMA"), (__GFP_HIGHMEM, "__GFP_HIGHMEM"),
+    (GFP_DMA32, "GFP_DMA32"), (__GFP_HIGH, "__GFP_HIGH"), (__GFP_ATOMIC, "__GFP_ATOMIC"),
+    (__GFP_IO, "__GFP_IO"), (__GFP_FS, "__GFP_FS"), (__GFP_NOWARN, "__GFP_NOWARN"),
+    (__GFP_RETRY_MAYFAIL, "__GFP_RETRY_MAYFAIL"), (__GFP_NOFAIL, "__GFP_NOFAIL"),
+    (__GFP_NORETRY, "__GFP_NORETRY"), (__GFP_COMP, "__GFP_COMP"), (__GFP_ZERO, "__GFP_ZERO"),
+    (__GFP_NOMEMALLOC, "__GFP_NOMEMALLOC"), (__GFP_MEMALLOC, "__GFP_MEMALLOC"),
+    (__GFP_HARDWALL, "__GFP_HARDWALL"), (__GFP_THISNODE, "__GFP_THISNODE"),
+    (__GFP_RECLAIMABLE, "__GFP_RECLAIMABLE"), (__GFP_MOVABLE, "__GFP_MOVABLE"),
+    (__GFP_ACCOUNT, "__GFP_ACCOUNT"), (__GFP_WRITE, "__GFP_WRITE"), (__GFP_RECLAIM, "__GFP_RECLAIM"),
+    (__GFP_DIRECT_RECLAIM, "__GFP_DIRECT_RECLAIM"), (__GFP_KSWAPD_RECLAIM, "__GFP_KSWAPD_RECLAIM"),
+]
 
 
 def gfp_zone(gfp: int) -> int:
@@ -79,17 +90,20 @@ def gfpflags_allow_blocking(gfp: int) -> bool:
 
 
 def format_gfp(gfp: int) -> str:
-    """%pGg: the compound name first, then the remaining __GFP_ bits."""
-    parts, rest = [], gfp
-    for val, name in _GFP_NAMES:
-        if rest & val == val:
-            parts.append(name)
-            rest &= ~val
+    """%pGg (lib/vsprintf.c format_flags): every table entry fully contained in the
+    remaining bits, in table order, then any leftover bits in hex; "" for 0."""
+    out = []
+    rest = gfp
+    for mask, name in _GFP_NAMES:
+        if not rest:
             break
-    for b in range(24):
-        if rest & (1 << b) and (1 << b) in _BIT_NAMES:
-            parts.append(_BIT_NAMES[1 << b])
-    return "|".join(parts) if parts else "0"
+        if rest & mask == mask:
+            out.append(name)
+            rest &= ~mask
+    if rest:
+        out.append(f"{rest:#x}")
+    return "|".join(out)
+
 
 # Single-underscore aliases: a "__GFP_X" name written inside a Python class
 # body is name-mangled, so class code uses "_GFP_X" for the same bit.
