@@ -105,8 +105,9 @@ class PageAllocator(ZoneWatermarks):
             return False
         return self.k.page_zone_of(buddy) is zone
 
-    def __free_one_page(self, pfn: int, zone: Zone, order: int, mt: int) -> None:
-        """Merge with free buddies, then put the block on its free list."""
+    def __free_one_page(self, pfn: int, zone: Zone, order: int, mt: int, report: bool = True) -> None:
+        """Merge with free buddies, then put the block on its free list; tell page
+        reporting unless the block is one it isolated (report=False)."""
         if mt != MIGRATE_ISOLATE:
             zone.vm_stat["nr_free_pages"] += 1 << order
         max_order = min(MAX_ORDER, pageblock_order + 1)
@@ -136,11 +137,33 @@ class PageAllocator(ZoneWatermarks):
             if self.page_is_buddy(zone, higher_buddy, order + 1):
                 tail = True
         self._add_to_free_area(pfn, zone, order, mt, tail=tail)
-        for hook in self.free_block_hooks:  # page_reporting_notify_free()
-            hook(zone, pfn, order)
+        if report:
+            for hook in self.free_block_hooks:  # page_reporting_notify_free()
+                hook(zone, pfn, order)
 
     def free_one_page(self, zone: Zone, pfn: int, order: int, mt: int) -> None:
         self.__free_one_page(pfn, zone, order, mt)
+
+    def isolate_free_page(self, pfn: int, order: int) -> int:
+        """__isolate_free_page(): take a free block off its list unless the zone would
+        drop to min + 2^order; its pageblocks become Movable (order >= pageblock_order-1)."""
+        zone = self.k.page_zone_of(pfn)
+        mt = self.get_pageblock_migratetype(pfn)
+        if mt != MIGRATE_ISOLATE:
+            if not self.zone_watermark_ok(zone, 0, zone._watermark[WMARK_MIN] + (1 << order), 0,
+                                          ALLOC_CMA):
+                return 0
+            zone.vm_stat["nr_free_pages"] -= 1 << order
+        self._del_from_free_area(pfn, zone, order, self._buddy_mt(zone, pfn, order))
+        if order >= pageblock_order - 1:
+            for p in range(pfn, pfn + (1 << order) - 1, pageblock_nr_pages):
+                if self.get_pageblock_migratetype(p) not in (MIGRATE_ISOLATE, MIGRATE_HIGHATOMIC):
+                    self.set_pageblock_migratetype(p, MIGRATE_MOVABLE)
+        return 1 << order
+
+    def putback_isolated_page(self, pfn: int, order: int, mt: int) -> None:
+        """__putback_isolated_page(): back to the buddy lists without a report."""
+        self.__free_one_page(pfn, self.k.page_zone_of(pfn), order, mt, report=False)
 
     def __rmqueue_smallest(self, zone: Zone, order: int, mt: int) -> int | None:
         for cur in range(order, MAX_ORDER):

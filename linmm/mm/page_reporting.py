@@ -10,12 +10,9 @@ hands them to ``prdev.report()``, puts them back and marks them PG_reported.
 The pass runs on the simulated clock: a kernel thread ("page_reporting_wq")
 whose function is the delayed work; ``k.run(ms)`` runs it when due.
 
-Free-list surgery uses the allocator's own primitives: ``_del_from_free_area``
-plus the NR_FREE_PAGES update for ``__isolate_free_page`` (see
-``isolate_free_page``) and ``free_one_page`` with this module's free-block
-hook muted for ``__putback_isolated_page`` (report=false).  A proper core pair
-is proposed in the report (``PageAllocator.isolate_free_page`` /
-``putback_isolated_page``).
+Blocks leave and re-enter the buddy lists through the allocator's
+``isolate_free_page`` / ``putback_isolated_page`` (the kernel's
+__isolate_free_page / __putback_isolated_page, which does not re-report).
 """
 from __future__ import annotations
 
@@ -26,14 +23,11 @@ from dataclasses import dataclass
 from ..errors import EBUSY, KernelBug
 from .gfp import (
     GFP_KERNEL,
-    MIGRATE_HIGHATOMIC,
     MIGRATE_ISOLATE,
-    MIGRATE_MOVABLE,
     MIGRATE_TYPES,
     MIGRATETYPE_NAMES,
 )
-from .memory_model import MAX_ORDER, Page, pageblock_nr_pages, pageblock_order
-from .mmzone import WMARK_MIN
+from .memory_model import MAX_ORDER, Page, pageblock_order
 from .page import PG_reported
 
 PAGE_REPORTING_IDLE, PAGE_REPORTING_REQUESTED, PAGE_REPORTING_ACTIVE = 0, 1, 2
@@ -89,7 +83,6 @@ class PageReporting:
         self.work_prdev: PageReportingDevInfo | None = None  # owner of the pending work
         self.last_prdev: PageReportingDevInfo | None = None
         self.isolated: dict[int, int] = {}  # pfn -> order, isolated by the running pass
-        self._putback = 0  # > 0: __putback_isolated_page in progress (report = false)
         self.passes = 0
         self.report_calls = 0
         self.isolations = 0  # blocks isolated, all passes
@@ -103,7 +96,7 @@ class PageReporting:
     # ------------------------------------------------------------ notify / request
     def notify_free(self, zone, pfn: int, order: int) -> None:
         """page_reporting_notify_free(order) at the end of __free_one_page()."""
-        if self._putback or not self.enabled or order < PAGE_REPORTING_MIN_ORDER:
+        if not self.enabled or order < PAGE_REPORTING_MIN_ORDER:
             return
         self.__page_reporting_notify()
 
@@ -270,38 +263,20 @@ class PageReporting:
 
     # ------------------------------------------------------------ isolation
     def isolate_free_page(self, zone, pfn: int, order: int, list_mt: int) -> int:
-        """__isolate_free_page(page, order): 0 when the zone would fall to
-        min + 2^order; else off its free list, NR_FREE_PAGES -= 2^order, and its
-        pageblocks become Movable for order >= pageblock_order - 1."""
+        """__isolate_free_page(page, order) through the allocator."""
         pa = self.k.page_alloc
-        mm = self.k.memmap
-        if not mm.PageBuddy(pfn):
+        if not self.k.memmap.PageBuddy(pfn):
             raise KernelBug(f"__isolate_free_page: pfn {pfn:#x} is not PageBuddy")
-        mt = pa.get_pageblock_migratetype(pfn)
-        if mt != MIGRATE_ISOLATE:
-            watermark = zone._watermark[WMARK_MIN] + (1 << order)
-            if not pa.zone_watermark_ok(zone, 0, watermark, 0, ALLOC_CMA):
-                return 0
-            zone.vm_stat["nr_free_pages"] -= 1 << order
-        pa._del_from_free_area(pfn, zone, order, list_mt)
-        if order >= pageblock_order - 1:
-            for p in range(pfn, pfn + (1 << order) - 1, pageblock_nr_pages):
-                m = pa.get_pageblock_migratetype(p)
-                if m not in (MIGRATE_ISOLATE, MIGRATE_HIGHATOMIC):  # (no CMA in the model)
-                    pa.set_pageblock_migratetype(p, MIGRATE_MOVABLE)
-        self.isolated[pfn] = order
-        self.isolations += 1
-        return 1 << order
+        got = pa.isolate_free_page(pfn, order)
+        if got:
+            self.isolated[pfn] = order
+            self.isolations += 1
+        return got
 
     def putback_isolated_page(self, pfn: int, order: int, mt: int) -> None:
         """__putback_isolated_page(): __free_one_page(..., report=false)."""
-        k = self.k
         self.isolated.pop(pfn, None)
-        self._putback += 1
-        try:
-            k.page_alloc.free_one_page(k.page_zone_of(pfn), pfn, order, mt)
-        finally:
-            self._putback -= 1
+        self.k.page_alloc.putback_isolated_page(pfn, order, mt)
 
     def page_reporting_drain(self, prdev, entries: list, reported: bool) -> None:
         k = self.k
@@ -403,28 +378,4 @@ def check(k) -> None:
 
 
 # ---------------------------------------------------------------- proposal
-def PROPOSED_core_isolate_putback():  # pragma: no cover - documentation only
-    """Proposed core change (linmm/mm/page_alloc.py), so that this module no
-    longer touches ``_del_from_free_area`` or mutes its own hook::
 
-        def __isolate_free_page(self, pfn, order) -> int:
-            zone = self.k.page_zone_of(pfn)
-            mt = self.get_pageblock_migratetype(pfn)
-            if mt != MIGRATE_ISOLATE:
-                wm = zone._watermark[WMARK_MIN] + (1 << order)
-                if not self.zone_watermark_ok(zone, 0, wm, 0, ALLOC_CMA):
-                    return 0
-                zone.vm_stat["nr_free_pages"] -= 1 << order
-            self._del_from_free_area(pfn, zone, order, self._buddy_mt(zone, pfn, order))
-            if order >= pageblock_order - 1:
-                for p in range(pfn, pfn + (1 << order) - 1, pageblock_nr_pages):
-                    if self.get_pageblock_migratetype(p) not in (MIGRATE_ISOLATE, MIGRATE_HIGHATOMIC):
-                        self.set_pageblock_migratetype(p, MIGRATE_MOVABLE)
-            return 1 << order
-
-        def __putback_isolated_page(self, pfn, order, mt) -> None:
-            self.__free_one_page(pfn, self.k.page_zone_of(pfn), order, mt, report=False)
-
-    with ``__free_one_page(..., report=True)`` calling ``free_block_hooks`` only
-    when ``report`` is true (v5.7: page_reporting_notify_free only if report).
-    """
