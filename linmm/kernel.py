@@ -747,6 +747,76 @@ class Kernel:
             self.do_exit(task, 128 + signo)
             self._cur_cpu = prev
 
+    # ------------------------------------------------------------ kernel threads and use_mm
+    def kthread_run(self, fn, name: str, cpu: int = 0):
+        """A kernel thread that runs fn(k) once at the next k.run(), then sleeps."""
+        t = self.sched.kthread_create(name, None, cpu)
+        t.fn = lambda now: fn(self)
+        t.due = self.now_ms
+        return t
+
+    def use_mm(self, mm) -> None:
+        """use_mm() (kthread_use_mm in 5.8): the calling kernel thread adopts mm.
+        The caller must already hold an mm_users reference (mmget)."""
+        ctx = self.current_ctx()
+        if not ctx.is_kthread:
+            raise KernelBug(f"use_mm called by user task {ctx.comm}/{ctx.pid}")
+        old = ctx.active_mm
+        if old is not mm:
+            self.mmgrab(mm, "lazy")
+            ctx.active_mm = mm
+        ctx.mm = mm
+        self.sched.switch_mm_irqs_off(self.sched.cpus[ctx.cpu], old, mm)
+        if old is not mm and old is not None:
+            self.mmdrop(old, "lazy")
+
+    kthread_use_mm = use_mm
+
+    def unuse_mm(self, mm) -> None:
+        ctx = self.current_ctx()
+        if not ctx.is_kthread:
+            raise KernelBug(f"unuse_mm called by user task {ctx.comm}/{ctx.pid}")
+        self.sync_mm_rss(mm)
+        ctx.mm = None
+        self.sched.enter_lazy_tlb(self.sched.cpus[ctx.cpu])
+
+    kthread_unuse_mm = unuse_mm
+
+    def _user_ctx(self, op: str):
+        ctx = self.current_ctx()
+        if ctx.mm is None:
+            raise KernelBug(f"{op} from {ctx.comm}/{ctx.pid}, which has no mm (use_mm first)")
+        return ctx
+
+    def copy_to_user(self, addr: int, data: bytes) -> None:
+        """Write user memory of the current context's mm (faults as the user would)."""
+        self.access_process_vm(self._user_ctx("copy_to_user"), addr, len(data), bytes(data))
+
+    def copy_from_user(self, addr: int, n: int) -> bytes:
+        return self.access_process_vm(self._user_ctx("copy_from_user"), addr, n, None)
+
+    def mm_refs(self, mm=None) -> list[dict]:
+        """Per live mm: owner pid, mm_users, mm_count and who holds them."""
+        out = []
+        ctxs = list(self.tasks.values()) + [c.idle for c in self.sched.cpus]
+        for m in ([mm] if mm is not None else list(self.mms.values())):
+            users = [f"{c.comm}/{c.pid}" for c in ctxs if c.mm is m]
+            count = (["users"] if m.mm_users else [])
+            count += [f"{c.comm}/{c.pid} lazy" for c in ctxs if c.mm is None and c.active_mm is m]
+            count += [f"cpu{c.id} prev_mm" for c in self.sched.cpus if c.prev_mm is m]
+            subs = m.notifier_subscriptions
+            if subs is not None:
+                count += ["mmu_notifier"] * (subs.grabs + len(subs.itree))
+            count += ["open file"] * getattr(m, "open_files", 0)
+            out.append({"mm": m.id, "owner": m.owner_pid, "users": m.mm_users, "count": m.mm_count,
+                        "user_holders": users, "count_holders": count})
+        return out
+
+    def open(self, path: str):
+        """An open /proc/<pid>/{maps,smaps,...} file: it holds mm_count, not mm_users."""
+        from .fs.procfs import ProcFile
+        return ProcFile(self, path)
+
     # ------------------------------------------------------------ /proc and /sys
     def read_file(self, path: str, offset: int = 0, size: int | None = None):
         return self.procfs.read(path, offset, size)

@@ -30,6 +30,12 @@ class Context:
         self.pf_memalloc = False
         self.oom_victim = False
         self.pending_kill = False  # SIGKILL queued, taken on return to user space
+        self.signals: list[tuple] = []
+        self.min_flt = self.maj_flt = 0
+        self.cap_sys_admin = self.cap_sys_rawio = self.cap_ipc_lock = True  # kernel context
+
+    def rlimit(self, name: str) -> int:
+        return {"RLIMIT_STACK": 8 << 20, "RLIMIT_MEMLOCK": 64 << 10}.get(name, (1 << 64) - 1)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.comm}/{self.pid}>"

@@ -348,3 +348,40 @@ class ProcFs:
         u |= (pfns == k.zero_pfn).astype(np.uint64) << np.uint64(KPF_ZERO_PAGE)
         u[buddy] = np.uint64(1 << KPF_BUDDY)
         return u
+
+
+class ProcFile:
+    """proc_mem_open(): mmgrab at open, mmget_not_zero per read, mmdrop at close."""
+
+    def __init__(self, k, path: str):
+        self.k = k
+        self.path = path
+        m = re.fullmatch(r"/proc/(\d+)/(maps|smaps|smaps_rollup|pagemap|status|statm|stat)", path)
+        if m is None:
+            raise ENOENT(path)
+        self.pid = int(m.group(1))
+        task = k.tasks.get(self.pid)
+        if task is None:
+            raise ENOENT(path)
+        self.mm = task.mm if not task.is_kthread else None
+        if self.mm is not None:
+            k.mmgrab(self.mm, "open file")
+            self.mm.open_files = getattr(self.mm, "open_files", 0) + 1
+        self.closed = False
+
+    def read(self, offset: int = 0, size: int | None = None):
+        k = self.k
+        if self.pid not in k.tasks:
+            raise ESRCH(self.path)
+        if self.mm is None or not k.mmget_not_zero(self.mm):
+            return b"" if self.path.endswith("pagemap") else ""
+        try:
+            return k.read_file(self.path, offset, size)
+        finally:
+            k.mmput(self.mm)
+
+    def close(self) -> None:
+        if not self.closed and self.mm is not None:
+            self.mm.open_files -= 1
+            self.k.mmdrop(self.mm, "open file")
+        self.closed = True
