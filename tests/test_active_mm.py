@@ -472,3 +472,62 @@ def test_active_mm_s15_random_sequences_keep_counts(seed):
         step_ok()
     assert all(m.freed for m in every_mm)
     no_bug_lines(k)
+
+
+def test_active_mm_s11_use_mm_from_a_kernel_thread():
+    """active_mm.md scenario 11: a kthread borrows t.mm lazily, then use_mm/unuse_mm."""
+    k = linmm.Kernel(linmm.MachineConfig(ram="256M"))
+    t = k.spawn("t")
+    A = t.mmap(0, 8192, linmm.PROT_READ | linmm.PROT_WRITE, linmm.MAP_PRIVATE | linmm.MAP_ANONYMOUS)
+    t.touch(A, True)
+    mm = t.mm
+    assert (mm.mm_users, mm.mm_count) == (1, 1)
+    seen = {}
+
+    def kthread(k):
+        ctx = k.current_ctx()
+        seen["lazy"] = (ctx.active_mm is mm, mm.mm_count)
+        k.mmget(mm)
+        k.use_mm(mm)
+        seen["use_mm"] = (ctx.mm is mm, mm.mm_users, mm.mm_count)
+        k.copy_to_user(A, b"hi")
+        k.unuse_mm(mm)
+        seen["unuse_mm"] = (ctx.mm is None, ctx.active_mm is mm, mm.mm_count)
+        k.mmput(mm)
+        seen["mmput"] = mm.mm_users
+
+    k.kthread_run(kthread, "K")
+    k.run(1)
+    assert seen == {"lazy": (True, 2), "use_mm": (True, 2, 2), "unuse_mm": (True, True, 2),
+                    "mmput": 1}
+    assert mm.mm_count == 2  # swapper/0 took the lazy reference when K slept
+    assert t.read(A, 2) == b"hi"
+    assert mm.mm_count == 1
+    k.check()
+
+    def no_mm(k):
+        k.copy_to_user(A, b"x")
+
+    k.kthread_run(no_mm, "K2")
+    with pytest.raises(linmm.KernelBug, match="no mm"):
+        k.run(1)
+
+
+def test_active_mm_s9_open_proc_file_holds_mm_count():
+    k = linmm.Kernel(linmm.MachineConfig(ram="256M"))
+    t = k.spawn("t", reap=False)
+    mm = t.mm
+    f = k.open(f"/proc/{t.pid}/maps")
+    assert (mm.mm_users, mm.mm_count) == (1, 2)
+    t.exit()
+    assert f.read() == ""
+    assert "VmRSS" not in k.read_file(f"/proc/{t.pid}/status")
+    other = k.spawn("u")
+    other.touch(other.mm.vmas[0].vm_end - 8, True)  # a user switch drops the lazy reference
+    assert mm.mm_count == 1 and not mm.freed
+    f.close()
+    assert mm.freed
+    k.reap(t)
+    with pytest.raises(linmm.errors.ENOENT):
+        k.open(f"/proc/{t.pid}/maps")
+    k.check()
