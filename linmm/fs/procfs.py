@@ -123,6 +123,8 @@ class ProcFs:
             return None
         if path.startswith("/sys/kernel/slab/"):
             return slabinfo.write_sys_kernel_slab(k, path, text)
+        if path.startswith("/sys/devices/system/memory/"):
+            return sysfs.write_sysfs(k, path, text)
         m = re.fullmatch(r"/proc/(\d+|self)/clear_refs", path)
         if m:
             return sysfs.clear_refs_write(k, self._task(m.group(1)), text)

@@ -65,8 +65,19 @@ def read_sysfs(k, path: str) -> str:
         if f == "phys_index":
             return f"{nr:08x}\n"
         if f == "valid_zones":
+            if read_sysfs(k, f"{MEM}/memory{nr}/state") == "offline\n":
+                return k.memory_hotplug.valid_zones(nr)
             return valid_zones(k, nr)
         return "0\n" if f == "phys_device" else "1\n"
+    raise ENOENT(path)
+
+
+def write_sysfs(k, path: str, text: str) -> None:
+    m = re.fullmatch(rf"{MEM}/memory(\d+)/state", path)
+    if m and int(m.group(1)) in memory_blocks(k) and k.config.memory_model not in ("flatmem",
+                                                                                    "discontigmem"):
+        k.memory_hotplug.write_state(int(m.group(1)), text)
+        return
     raise ENOENT(path)
 
 

@@ -1,0 +1,189 @@
+"""Offlining and onlining memory blocks (mm/memory_hotplug.c, memory-model.md ops 7-8).
+
+Offlining needs every in-use page of the block to be migrated away; page
+migration is not modelled yet, so a block holding movable in-use pages fails
+with EBUSY and a log line saying so (the kernel would migrate and succeed).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import EBUSY, EINVAL
+from .gfp import MIGRATE_ISOLATE, MIGRATE_MOVABLE
+from .memory_model import (MAX_ORDER, PFN_SECTION_SHIFT, SECTION_IS_ONLINE, ZONE_DMA, ZONE_MOVABLE,
+                           ZONE_NORMAL, pageblock_nr_pages)
+from .page import PG_lru, PG_reserved
+
+MMOP_OFFLINE, MMOP_ONLINE, MMOP_ONLINE_KERNEL, MMOP_ONLINE_MOVABLE = 0, 1, 2, 3
+_ONLINE_TYPES = {"online": MMOP_ONLINE, "online_kernel": MMOP_ONLINE_KERNEL,
+                 "online_movable": MMOP_ONLINE_MOVABLE}
+
+
+class MemoryHotplug:
+    def __init__(self, k):
+        self.k = k
+        self.movable_node = "movable_node" in k.config.params
+
+    # ------------------------------------------------------------ helpers
+    def block_range(self, nr: int) -> tuple[int, int]:
+        n = self.k.memory_block_size >> 12
+        return nr * n, (nr + 1) * n
+
+    def system_ram_pages(self, start: int, end: int) -> int:
+        return sum(max(0, min(e, end) - max(s, start)) for s, e, _ in self.k.layout.memory)
+
+    def block_online(self, start: int, end: int) -> bool:
+        k = self.k
+        return any(k.section_flags[s] & SECTION_IS_ONLINE
+                   for s in range(start >> PFN_SECTION_SHIFT, end >> PFN_SECTION_SHIFT))
+
+    def block_nid(self, start: int, end: int) -> int:
+        for s, e, nid in self.k.layout.memory:
+            if s < end and e > start:
+                return nid
+        return 0
+
+    def zone_for_pfn_range(self, online_type: int, nid: int, start: int, nr: int):
+        """default_kernel_zone_for_pfn / default_zone_for_pfn (v5.7)."""
+        pg = self.k.pgdats[nid]
+        kernel = next((z for z in pg.node_zones[ZONE_DMA:ZONE_NORMAL + 1]
+                       if z.spanned_pages and z.zone_start_pfn < start + nr and start < z.zone_end_pfn),
+                      pg.node_zones[ZONE_NORMAL])
+        movable = pg.node_zones[ZONE_MOVABLE]
+        if online_type == MMOP_ONLINE_KERNEL:
+            return kernel
+        if online_type == MMOP_ONLINE_MOVABLE:
+            return movable
+        in_kernel = kernel.spanned_pages and kernel.zone_start_pfn < start + nr and start < kernel.zone_end_pfn
+        in_movable = movable.spanned_pages and movable.zone_start_pfn < start + nr and start < movable.zone_end_pfn
+        if in_kernel ^ bool(in_movable):
+            return kernel if in_kernel else movable
+        return movable if self.movable_node else kernel
+
+    def valid_zones(self, nr: int) -> str:
+        """An offline block: the default zone, then the kernel zone and Movable if different."""
+        start, end = self.block_range(nr)
+        nid = self.block_nid(start, end)
+        default = self.zone_for_pfn_range(MMOP_ONLINE, nid, start, end - start)
+        names = [default.name]
+        for z in (self.zone_for_pfn_range(MMOP_ONLINE_KERNEL, nid, start, end - start),
+                  self.k.pgdats[nid].node_zones[ZONE_MOVABLE]):
+            if z.name not in names:
+                names.append(z.name)
+        return " ".join(names) + "\n"
+
+    # ------------------------------------------------------------ state writes
+    def write_state(self, nr: int, text: str) -> None:
+        word = text.strip()
+        start, end = self.block_range(nr)
+        online = self.block_online(start, end)
+        if word == "offline":
+            if not online:
+                raise EINVAL(f"memory{nr} is already offline")
+            self.offline_pages(start, end - start)
+        elif word in _ONLINE_TYPES:
+            if online:
+                raise EINVAL(f"memory{nr} is already online")
+            self.online_pages(start, end - start, _ONLINE_TYPES[word], self.block_nid(start, end))
+        else:
+            raise EINVAL(f"memory{nr}/state: unknown word {word!r}")
+
+    def has_unmovable_pages(self, zone, start: int, end: int) -> int | None:
+        """The first unmovable pfn of [start, end), or None."""
+        mm = self.k.memmap
+        pfn = start
+        while pfn < end:
+            if mm.test(pfn, PG_reserved):
+                return pfn
+            if zone.idx == ZONE_MOVABLE:
+                pfn += 1
+                continue
+            if mm.PageBuddy(pfn):
+                pfn += 1 << int(mm.private[pfn])
+                continue
+            if int(mm.refcount[pfn]) == 0 or mm.test(pfn, PG_lru):
+                pfn += 1
+                continue
+            return pfn
+        return None
+
+    def offline_pages(self, start: int, nr: int) -> None:
+        k = self.k
+        pa = k.page_alloc
+        mm = k.memmap
+        end = start + nr
+        if self.system_ram_pages(start, end) != nr:
+            raise EINVAL("offline: memory holes")
+        zones = {k.page_zone_of(p) for p in range(start, end, pageblock_nr_pages)}
+        if len(zones) != 1:
+            raise EINVAL("offline: pages of more than one zone")
+        zone = zones.pop()
+        for pb in range(start, end, pageblock_nr_pages):
+            bad = self.has_unmovable_pages(zone, pb, pb + pageblock_nr_pages)
+            if bad is not None:
+                self.dump_page(bad, "unmovable page")
+                raise EBUSY("offline: unmovable page")
+        pa.drain_all_pages(zone)
+        in_use = [p for p in range(start, end) if not mm.PageBuddy(p) and int(mm.refcount[p])]
+        if in_use:
+            k.printk(f"linmm: offlining memory with {len(in_use)} in-use pages needs page "
+                     f"migration, which is not modelled yet")
+            raise EBUSY("offline: in-use pages would have to be migrated")
+        # isolate (start_isolate_page_range) and take every free block out (__offline_isolated_pages)
+        pfn = start
+        while pfn < end:
+            order = int(mm.private[pfn])
+            mt = pa._buddy_mt(zone, pfn, order)
+            pa._del_from_free_area(pfn, zone, order, mt)
+            zone.vm_stat["nr_free_pages"] -= 1 << order
+            pfn += 1 << order
+        mm.flags[start:end] |= np.uint64(1 << PG_reserved)
+        mm.refcount[start:end] = 1
+        pa.pageblock_flags[start // pageblock_nr_pages:end // pageblock_nr_pages] = MIGRATE_MOVABLE
+        zone.managed_pages -= nr
+        zone.present_pages -= nr
+        zone.zone_pgdat.node_present_pages -= nr
+        k.section_flags[start >> PFN_SECTION_SHIFT:end >> PFN_SECTION_SHIFT] &= np.uint8(0xFF & ~SECTION_IS_ONLINE)
+        k.printk(f"Offlined Pages {nr}")
+        self._after_change()
+
+    def online_pages(self, start: int, nr: int, online_type: int, nid: int) -> None:
+        k = self.k
+        pa = k.page_alloc
+        mm = k.memmap
+        zone = self.zone_for_pfn_range(online_type, nid, start, nr)
+        # move_pfn_range_to_zone(): grow the spans, init the memmap (PG_reserved)
+        if not zone.spanned_pages:
+            zone.zone_start_pfn, zone.spanned_pages = start, nr
+        else:
+            lo = min(zone.zone_start_pfn, start)
+            hi = max(zone.zone_end_pfn, start + nr)
+            zone.zone_start_pfn, zone.spanned_pages = lo, hi - lo
+        mm.set_page_links(start, start + nr, zone.idx, nid)
+        pa.pageblock_flags[start // pageblock_nr_pages:(start + nr) // pageblock_nr_pages] = \
+            MIGRATE_MOVABLE
+        k.section_flags[start >> PFN_SECTION_SHIFT:(start + nr) >> PFN_SECTION_SHIFT] |= SECTION_IS_ONLINE
+        zone.present_pages += nr
+        zone.zone_pgdat.node_present_pages += nr
+        pfn = start
+        while pfn < start + nr:  # online_pages_range: max-order chunks, __free_pages_core
+            order = min(MAX_ORDER - 1, (start + nr - pfn).bit_length() - 1)
+            pa.memblock_free_range(pfn, pfn + (1 << order))
+            pfn += 1 << order
+        self._after_change()
+
+    def _after_change(self) -> None:
+        k = self.k
+        k._ac_cache.clear()  # build_all_zonelists()
+        k.page_alloc.init_per_zone_wmark_min()
+        for z in k.all_zones():
+            k.page_alloc.zone_pageset_init(z)
+
+    def dump_page(self, pfn: int, reason: str) -> None:
+        k = self.k
+        mm = k.memmap
+        k.printk(f"page:{k.pfn_to_page(pfn).address:016x} refcount:{int(mm.refcount[pfn])} "
+                 f"mapcount:{mm.get_mapcount_raw(pfn) + 1} mapping:{int(mm.mapping[pfn]):016x} "
+                 f"index:{int(mm.index[pfn]):#x}")
+        k.printk(f"flags: {int(mm.flags[pfn]):#x}()")
+        k.printk(f"page dumped because: {reason}")
