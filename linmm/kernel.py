@@ -88,6 +88,8 @@ class Kernel:
         boot(self)
         from .mm.slub import Slub
         self.slub = Slub(self)
+        from .mm.migrate import Migrate
+        self.migrate = Migrate(self)
         from .mm.memory_hotplug import MemoryHotplug
         self.memory_hotplug = MemoryHotplug(self)
         from .mm import page_frag, page_owner

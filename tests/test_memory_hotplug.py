@@ -70,3 +70,40 @@ def test_mm_s7_block_with_a_kernel_allocation_is_busy():
         k.write_file(f"{MEM}/memory{block}/state", "offline")
     assert k.read_file(f"{MEM}/memory{block}/state") == "online\n"
     k.check()
+
+
+def test_mm_s8_offline_migrates_user_pages():
+    """Scenario 8: 100 anon pages with distinct patterns in memory36 move elsewhere."""
+    import struct
+
+    import numpy as np
+
+    from linmm import MADV_DONTNEED, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+    k = linmm.Kernel(linmm.MachineConfig(ram="4G"))
+    t = k.spawn("a")
+    n = 300000
+    a = t.mmap(0, n << 12, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+    t.access(np.arange(a, a + (n << 12), 4096, dtype=np.uint64), True)
+
+    def pfns():
+        pm = np.frombuffer(k.read_file(f"/proc/{t.pid}/pagemap", (a >> 12) * 8, n * 8), np.uint64)
+        return (pm & np.uint64((1 << 55) - 1)).astype(np.int64)
+    lo, hi = 0x120000, 0x128000
+    p = pfns()
+    keep = np.flatnonzero((p >= lo) & (p < hi))[:100]
+    assert len(keep) == 100
+    drop = np.setdiff1d(np.arange(n), keep)
+    for run in np.split(drop, np.flatnonzero(np.diff(drop) != 1) + 1):
+        t.madvise(a + (int(run[0]) << 12), len(run) << 12, MADV_DONTNEED)
+    pats = {}
+    for j, i in enumerate(keep.tolist()):
+        pats[i] = bytes([j % 251]) * 4000 + struct.pack("<I", j) * 24
+        t.write(a + (i << 12), pats[i])
+    k.check()
+    m0 = k.vm_events["pgmigrate_success"]
+    k.write_file(f"{MEM}/memory36/state", "offline")
+    assert k.vm_events["pgmigrate_success"] - m0 == 100
+    moved = pfns()[keep]
+    assert ((moved < lo) | (moved >= hi)).all()
+    assert all(t.read(a + (i << 12), 4096) == pats[i] for i in keep.tolist())
+    k.check()

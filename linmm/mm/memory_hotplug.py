@@ -1,8 +1,7 @@
 """Offlining and onlining memory blocks (mm/memory_hotplug.c, memory-model.md ops 7-8).
 
-Offlining needs every in-use page of the block to be migrated away; page
-migration is not modelled yet, so a block holding movable in-use pages fails
-with EBUSY and a log line saying so (the kernel would migrate and succeed).
+Offlining isolates the block's pageblocks, migrates every LRU page out of it
+(mm/migrate.py), then takes the isolated free blocks out of the buddy allocator.
 """
 from __future__ import annotations
 
@@ -123,19 +122,25 @@ class MemoryHotplug:
             if bad is not None:
                 self.dump_page(bad, "unmovable page")
                 raise EBUSY("offline: unmovable page")
+        self.start_isolate_page_range(zone, start, end)
         pa.drain_all_pages(zone)
-        in_use = [p for p in range(start, end) if not mm.PageBuddy(p) and int(mm.refcount[p])]
-        if in_use:
-            k.printk(f"linmm: offlining memory with {len(in_use)} in-use pages needs page "
-                     f"migration, which is not modelled yet")
-            raise EBUSY("offline: in-use pages would have to be migrated")
-        # isolate (start_isolate_page_range) and take every free block out (__offline_isolated_pages)
+        k.vmscan.lru_add_drain_all()
+        for pfn in range(start, end):
+            if mm.PageBuddy(pfn) or not int(mm.refcount[pfn]) or not mm.test(pfn, PG_lru):
+                continue
+            if not k.migrate.migrate_page(pfn, "memory_hotplug"):
+                break
+        busy = [p for p in range(start, end) if not mm.PageBuddy(p) and int(mm.refcount[p])
+                and not (p > start and self._inside_free_block(p))]
+        if busy:
+            self.undo_isolate_page_range(zone, start, end)
+            self.dump_page(busy[0], "isolation failed")
+            raise EBUSY("offline: a page could not be migrated")
+        # __offline_isolated_pages(): the isolated free blocks leave the buddy allocator
         pfn = start
         while pfn < end:
             order = int(mm.private[pfn])
-            mt = pa._buddy_mt(zone, pfn, order)
-            pa._del_from_free_area(pfn, zone, order, mt)
-            zone.vm_stat["nr_free_pages"] -= 1 << order
+            pa._del_from_free_area(pfn, zone, order, MIGRATE_ISOLATE)
             pfn += 1 << order
         mm.flags[start:end] |= np.uint64(1 << PG_reserved)
         mm.refcount[start:end] = 1
@@ -146,6 +151,31 @@ class MemoryHotplug:
         k.section_flags[start >> PFN_SECTION_SHIFT:end >> PFN_SECTION_SHIFT] &= np.uint8(0xFF & ~SECTION_IS_ONLINE)
         k.printk(f"Offlined Pages {nr}")
         self._after_change()
+
+    def _inside_free_block(self, pfn: int) -> bool:
+        """pfn is a tail of a free buddy block (its head is PageBuddy)."""
+        mm = self.k.memmap
+        for order in range(1, MAX_ORDER):
+            head = pfn & ~((1 << order) - 1)
+            if mm.PageBuddy(head) and int(mm.private[head]) >= order:
+                return True
+        return False
+
+    def start_isolate_page_range(self, zone, start: int, end: int) -> None:
+        """set_migratetype_isolate() per pageblock: free pages move to the isolate lists
+        and stop counting as free."""
+        pa = self.k.page_alloc
+        for pb in range(start, end, pageblock_nr_pages):
+            pa.set_pageblock_migratetype(pb, MIGRATE_ISOLATE)
+            moved, _ = pa.move_freepages_block(zone, pb, MIGRATE_ISOLATE)
+            zone.vm_stat["nr_free_pages"] -= moved
+
+    def undo_isolate_page_range(self, zone, start: int, end: int) -> None:
+        pa = self.k.page_alloc
+        for pb in range(start, end, pageblock_nr_pages):
+            moved, _ = pa.move_freepages_block(zone, pb, MIGRATE_MOVABLE)
+            pa.set_pageblock_migratetype(pb, MIGRATE_MOVABLE)
+            zone.vm_stat["nr_free_pages"] += moved
 
     def online_pages(self, start: int, nr: int, online_type: int, nid: int) -> None:
         k = self.k

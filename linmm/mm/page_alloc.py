@@ -334,7 +334,10 @@ class PageAllocator(ZoneWatermarks):
                 if not count or not batch_free or not lst:
                     break
         for pfn in freed:
-            self.__free_one_page(pfn, zone, 0, int(self.mm.index[pfn]))
+            mt = int(self.mm.index[pfn])
+            if self.get_pageblock_migratetype(pfn) == MIGRATE_ISOLATE:  # has_isolate_pageblock
+                mt = MIGRATE_ISOLATE
+            self.__free_one_page(pfn, zone, 0, mt)
 
     def free_unref_page(self, pfn: int) -> None:
         zone = self.k.page_zone_of(pfn)
