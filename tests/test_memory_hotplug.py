@@ -107,3 +107,29 @@ def test_mm_s8_offline_migrates_user_pages():
     assert ((moved < lo) | (moved >= hi)).all()
     assert all(t.read(a + (i << 12), 4096) == pats[i] for i in keep.tolist())
     k.check()
+
+
+def test_mm_s12_hot_add_through_probe():
+    k = linmm.Kernel(linmm.MachineConfig(ram="4G", kconfig={"ARCH_MEMORY_PROBE": True}))
+    free0 = int(k.read_file("/proc/meminfo").splitlines()[1].split()[1])
+    k.write_file(f"{MEM}/probe", "0x140000000")
+    assert "memory40" in k.listdir(MEM)
+    assert k.read_file(f"{MEM}/memory40/state") == "offline\n"
+    assert k.read_file(f"{MEM}/memory40/valid_zones") == "Normal Movable\n"
+    assert int(k.read_file("/proc/meminfo").splitlines()[1].split()[1]) == free0 - 2048
+    assert memtotal(k) == "MemTotal:        4097596 kB"
+    k.check()
+    k.write_file(f"{MEM}/memory40/state", "online")
+    assert memtotal(k) == "MemTotal:        4228668 kB"  # +131072 kB
+    spanned, _, managed = zone_fields(k, "Normal")
+    assert (spanned, managed) == (294912, 278528)
+    with pytest.raises(EINVAL):
+        k.write_file(f"{MEM}/probe", "0x140001000")
+    with pytest.raises(linmm.errors.EEXIST):
+        k.write_file(f"{MEM}/probe", "0x100000000")
+    k.check()
+    k2 = linmm.Kernel(linmm.MachineConfig(ram="4G", kconfig={"ARCH_MEMORY_PROBE": True},
+                                          cmdline="memhp_default_state=online"))
+    k2.write_file(f"{MEM}/probe", "0x140000000")
+    assert k2.read_file(f"{MEM}/memory40/state") == "online\n"
+    k2.check()

@@ -53,7 +53,8 @@ def read_sysfs(k, path: str) -> str:
     if path == f"{MEM}/block_size_bytes":
         return f"{k.memory_block_size:x}\n"
     if path == f"{MEM}/auto_online_blocks":
-        return "offline\n"
+        t = k.memory_hotplug.default_online_type
+        return ("offline", "online", "online_kernel", "online_movable")[t] + "\n"
     m = re.fullmatch(rf"{MEM}/memory(\d+)/(state|phys_index|phys_device|removable|valid_zones)", path)
     if m and int(m.group(1)) in memory_blocks(k):
         nr, f = int(m.group(1)), m.group(2)
@@ -73,6 +74,19 @@ def read_sysfs(k, path: str) -> str:
 
 
 def write_sysfs(k, path: str, text: str) -> None:
+    if k.config.memory_model in ("flatmem", "discontigmem"):
+        raise ENOENT(path)
+    if path == f"{MEM}/probe" and k.config.kconfig.get("ARCH_MEMORY_PROBE"):
+        k.memory_hotplug.probe(text)
+        return
+    if path == f"{MEM}/auto_online_blocks":
+        from ..mm.memory_hotplug import _ONLINE_TYPES
+        word = text.strip()
+        if word != "offline" and word not in _ONLINE_TYPES:
+            from ..errors import EINVAL
+            raise EINVAL(f"auto_online_blocks: {word!r}")
+        k.memory_hotplug.default_online_type = _ONLINE_TYPES.get(word, 0)
+        return
     m = re.fullmatch(rf"{MEM}/memory(\d+)/state", path)
     if m and int(m.group(1)) in memory_blocks(k) and k.config.memory_model not in ("flatmem",
                                                                                     "discontigmem"):
@@ -89,7 +103,9 @@ def listdir(k, path: str) -> list[str]:
     if path.startswith(MEM) and k.config.memory_model in ("flatmem", "discontigmem"):
         raise ENOENT(path)
     if path == MEM:
-        return ["auto_online_blocks", "block_size_bytes"] + [f"memory{n}" for n in memory_blocks(k)]
+        probe = ["probe"] if k.config.kconfig.get("ARCH_MEMORY_PROBE") else []
+        return ["auto_online_blocks", "block_size_bytes"] + [f"memory{n}" for n in memory_blocks(k)] \
+            + probe
     m = re.fullmatch(rf"{MEM}/memory(\d+)", path)
     if m and int(m.group(1)) in memory_blocks(k):
         return ["phys_device", "phys_index", "removable", "state", "valid_zones"]

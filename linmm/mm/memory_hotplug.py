@@ -8,9 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import EBUSY, EINVAL
+from . import gfp as G
 from .gfp import MIGRATE_ISOLATE, MIGRATE_MOVABLE
-from .memory_model import (MAX_ORDER, PFN_SECTION_SHIFT, SECTION_IS_ONLINE, ZONE_DMA, ZONE_MOVABLE,
-                           ZONE_NORMAL, pageblock_nr_pages)
+from .memory_model import (MAX_ORDER, PFN_SECTION_SHIFT, SECTION_HAS_MEM_MAP, SECTION_IS_ONLINE,
+                           SECTION_MARKED_PRESENT, ZONE_DMA, ZONE_MOVABLE, ZONE_NORMAL,
+                           pageblock_nr_pages)
 from .page import PG_lru, PG_reserved
 
 MMOP_OFFLINE, MMOP_ONLINE, MMOP_ONLINE_KERNEL, MMOP_ONLINE_MOVABLE = 0, 1, 2, 3
@@ -22,6 +24,66 @@ class MemoryHotplug:
     def __init__(self, k):
         self.k = k
         self.movable_node = "movable_node" in k.config.params
+        word = (k.config.params.get("memhp_default_state") or "offline").strip()
+        self.default_online_type = {"offline": MMOP_OFFLINE, **_ONLINE_TYPES}.get(word, MMOP_OFFLINE)
+        self.hot_added: list[tuple[int, int]] = []  # (start_pfn, end_pfn)
+
+    # ------------------------------------------------------------ hot-add
+    def probe(self, text: str) -> None:
+        """The probe file: add one memory block at the given physical address (base 0)."""
+        from ..config import memparse
+        k = self.k
+        phys, rest = memparse(text.strip())
+        if rest.strip():
+            raise EINVAL(f"probe: cannot parse {text!r}")
+        nid = self.block_nid(phys >> 12, (phys >> 12) + 1)
+        self.add_memory(nid, phys, k.memory_block_size)
+
+    def add_memory(self, nid: int, start: int, size: int) -> None:
+        """add_memory(): check, memblock_add, __add_pages (memmap from the buddy
+        allocator, one order-9 block per section), blocks offline, then auto-online."""
+        from ..errors import E2BIG, EEXIST, ENOMEM
+        k = self.k
+        bs = k.memory_block_size
+        if start % bs or size % bs or not size:
+            k.printk(f"Block size [{bs:#x}] unaligned hotplug range: start {start:#x}, size {size:#x}")
+            raise EINVAL("add_memory: unaligned range")
+        if start + size > 1 << k.config.max_physmem_bits:
+            raise E2BIG("add_memory: beyond MAX_PHYSMEM_BITS")
+        s_pfn, e_pfn = start >> 12, (start + size) >> 12
+        if any(s < e_pfn and e > s_pfn for s, e, _ in k.layout.memory) or \
+                any(s < e_pfn and e > s_pfn for s, e in self.hot_added):
+            raise EEXIST("add_memory: the range overlaps an existing resource")
+        secs = range(s_pfn >> PFN_SECTION_SHIFT, e_pfn >> PFN_SECTION_SHIFT)
+        memmap_pages = []
+        for _ in secs:  # vmemmap_populate: a 2 MiB block per section
+            pfn = k.page_alloc.alloc_pages_nodemask(
+                G.GFP_KERNEL | G._GFP_ZERO | G._GFP_RETRY_MAYFAIL | G._GFP_NOWARN, 9)
+            if pfn is None:
+                for p in memmap_pages:
+                    k.page_alloc.free_pages(p, 9)
+                raise ENOMEM("add_memory: no memory for the memmap")
+            memmap_pages.append(pfn)
+        if e_pfn > k.memmap.nr:
+            nr = (e_pfn + (1 << PFN_SECTION_SHIFT) - 1) & ~((1 << PFN_SECTION_SHIFT) - 1)
+            k.memmap.grow(nr)
+            flags = np.zeros(nr >> PFN_SECTION_SHIFT, np.uint8)
+            flags[:len(k.section_flags)] = k.section_flags
+            k.section_flags = flags
+            pb = np.zeros(nr // pageblock_nr_pages, np.uint8)
+            pb[:len(k.page_alloc.pageblock_flags)] = k.page_alloc.pageblock_flags
+            k.page_alloc.pageblock_flags = pb
+        k.section_flags[secs.start:secs.stop] = SECTION_MARKED_PRESENT | SECTION_HAS_MEM_MAP
+        mm = k.memmap
+        mm.flags[s_pfn:e_pfn] = np.uint64(1 << PG_reserved)
+        mm.refcount[s_pfn:e_pfn] = 1
+        k.layout.memory.append((s_pfn, e_pfn, nid))
+        k.layout.memory.sort()
+        k.layout.e820.append(type(k.layout.e820[0])(start, start + size, "usable"))
+        self.hot_added.append((s_pfn, e_pfn))
+        if self.default_online_type != MMOP_OFFLINE:
+            for b in range(s_pfn, e_pfn, bs >> 12):
+                self.online_pages(b, bs >> 12, self.default_online_type, nid)
 
     # ------------------------------------------------------------ helpers
     def block_range(self, nr: int) -> tuple[int, int]:

@@ -125,6 +125,15 @@ class MemMap:
     def clear_table(self, pfn: int) -> None:
         self._mapcount1[pfn] = 0
 
+    def grow(self, nr_pfns: int) -> None:
+        """Memory hot-add beyond the boot memmap: extend every per-pfn array."""
+        for name in ("flags", "refcount", "_mapcount1", "mapping", "index", "private", "frame"):
+            old = getattr(self, name)
+            new = np.zeros(nr_pfns, old.dtype)
+            new[:len(old)] = old
+            setattr(self, name, new)
+        self.nr = nr_pfns
+
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.flags, self.refcount, self._mapcount1, self.mapping,
                                       self.index, self.private, self.frame))
