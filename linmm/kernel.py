@@ -92,6 +92,7 @@ class Kernel:
         self.migrate = Migrate(self)
         from .mm.memory_hotplug import MemoryHotplug
         self.memory_hotplug = MemoryHotplug(self)
+
         from .mm import page_frag, page_owner
         page_owner.init(self)  # page_ext + page_owner=on (late initcall)
         page_frag.init(self)
@@ -750,6 +751,10 @@ class Kernel:
             prev = self._cur_cpu
             self.do_exit(task, 128 + signo)
             self._cur_cpu = prev
+
+    # ------------------------------------------------------------ memory hotplug, ZONE_DEVICE
+    def add_memory(self, nid: int, start: int, size: int) -> None:
+        self.memory_hotplug.add_memory(nid, start, size)
 
     # ------------------------------------------------------------ kernel threads and use_mm
     def kthread_run(self, fn, name: str, cpu: int = 0):

@@ -39,6 +39,18 @@ class MemoryHotplug:
         nid = self.block_nid(phys >> 12, (phys >> 12) + 1)
         self.add_memory(nid, phys, k.memory_block_size)
 
+    def grow_memmap(self, end_pfn: int) -> None:
+        """Extend the memmap, section flags and pageblock flags up to end_pfn."""
+        k = self.k
+        nr = (end_pfn + (1 << PFN_SECTION_SHIFT) - 1) & ~((1 << PFN_SECTION_SHIFT) - 1)
+        k.memmap.grow(nr)
+        flags = np.zeros(nr >> PFN_SECTION_SHIFT, np.uint8)
+        flags[:len(k.section_flags)] = k.section_flags
+        k.section_flags = flags
+        pb = np.zeros(nr // pageblock_nr_pages, np.uint8)
+        pb[:len(k.page_alloc.pageblock_flags)] = k.page_alloc.pageblock_flags
+        k.page_alloc.pageblock_flags = pb
+
     def add_memory(self, nid: int, start: int, size: int) -> None:
         """add_memory(): check, memblock_add, __add_pages (memmap from the buddy
         allocator, one order-9 block per section), blocks offline, then auto-online."""
@@ -65,14 +77,7 @@ class MemoryHotplug:
                 raise ENOMEM("add_memory: no memory for the memmap")
             memmap_pages.append(pfn)
         if e_pfn > k.memmap.nr:
-            nr = (e_pfn + (1 << PFN_SECTION_SHIFT) - 1) & ~((1 << PFN_SECTION_SHIFT) - 1)
-            k.memmap.grow(nr)
-            flags = np.zeros(nr >> PFN_SECTION_SHIFT, np.uint8)
-            flags[:len(k.section_flags)] = k.section_flags
-            k.section_flags = flags
-            pb = np.zeros(nr // pageblock_nr_pages, np.uint8)
-            pb[:len(k.page_alloc.pageblock_flags)] = k.page_alloc.pageblock_flags
-            k.page_alloc.pageblock_flags = pb
+            self.grow_memmap(e_pfn)
         k.section_flags[secs.start:secs.stop] = SECTION_MARKED_PRESENT | SECTION_HAS_MEM_MAP
         mm = k.memmap
         mm.flags[s_pfn:e_pfn] = np.uint64(1 << PG_reserved)
