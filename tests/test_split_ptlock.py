@@ -466,3 +466,33 @@ def test_split_ptlock_s12_pte_table_allocation_failure_ooms(monkeypatch):
     free_lazy_mm_by_user_switch(k, mm)
     assert "BUG:" not in k.dmesg()
     k.check()
+
+
+def test_split_ptlock_s11_alloc_split_ptlocks_use_the_page_ptl_cache():
+    """Scenario 11: with DEBUG_SPINLOCK the locks are "page->ptl" slab objects."""
+    k = linmm.Kernel(linmm.MachineConfig(ram="1G", kconfig={"DEBUG_SPINLOCK": True}))
+    t = k.spawn("a")
+    B = 0x7e0000000000
+    t.mmap(B, 4 << 30, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED)
+
+    def ptl_objects():
+        return sum(1 for tb in k.pgt.tables.values() if tb.ptl is not None and tb.ptl.obj is not None)
+    n0 = ptl_objects()
+    for a in (B, B + 4096, B + (2 << 20), B + (1 << 30)):
+        t.touch(a, True)
+    assert ptl_objects() - n0 == 5  # 3 PTE + 2 PMD tables
+    assert any(line.startswith("page->ptl ") for line in k.read_file("/proc/slabinfo").splitlines())
+    t.munmap(B, 4 << 30)
+    assert ptl_objects() == n0
+    k.check()
+    t.mmap(B, 4 << 30, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED)
+    t.touch(B, True)
+    pagetables = k.read_file("/proc/meminfo").split("PageTables:")[1].split()[0]
+    vmpte = k.read_file(f"/proc/{t.pid}/status").split("VmPTE:")[1].split()[0]
+    k._failslab = 1  # the next "page->ptl" allocation fails
+    with pytest.raises(linmm.Signal) as e:
+        t.touch(B + (4 << 20), True)  # its PMD exists: only a PTE table is needed
+    assert e.value.signo == 9 and k.vm_events["oom_kill"] == 1
+    assert f"pgtables:{int(vmpte)}kB" in k.dmesg()  # VmPTE unchanged when the OOM killer ran
+    assert pagetables == "4"
+    k.check()

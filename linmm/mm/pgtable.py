@@ -121,13 +121,14 @@ def pte_modify(pte: int, newprot: int) -> int:
 class SpinLock:
     """A spinlock with DEBUG_SPINLOCK's owner tracking."""
 
-    __slots__ = ("name", "owner", "owner_cpu", "cls")
+    __slots__ = ("name", "owner", "owner_cpu", "cls", "obj")
 
     def __init__(self, name: str, cls: str):
         self.name = name
         self.cls = cls
         self.owner = None
         self.owner_cpu = -1
+        self.obj = None  # the "page->ptl" slab object with ALLOC_SPLIT_PTLOCKS
 
     def __repr__(self) -> str:
         return f"<spinlock {self.name}>"
@@ -295,15 +296,34 @@ class PgTableOps:
         return True
 
     def _ptlock_alloc(self, t: PageTable) -> SpinLock | None:
-        if self.alloc_split and self.k.failslab_next():
-            return None
-        return SpinLock(f"ptlock_ptr(page)[pfn {t.pfn:#x}]", "ptl")
+        """ptlock_init(): with ALLOC_SPLIT_PTLOCKS the spinlock is an object of the
+        "page->ptl" slab cache (ptlock_alloc), which can fail."""
+        lock = SpinLock(f"ptlock_ptr(page)[pfn {t.pfn:#x}]", "ptl")
+        if self.alloc_split:
+            obj = self.k.slub.kmem_cache_alloc(self.page_ptl_cachep(), G.GFP_KERNEL)
+            if obj is None:
+                return None
+            lock.obj = obj
+        return lock
+
+    def page_ptl_cachep(self):
+        """ptlock_cache_init(): kmem_cache_create("page->ptl", sizeof(spinlock_t), 0, SLAB_PANIC)."""
+        cache = getattr(self, "_ptl_cache", None)
+        if cache is None:
+            from .slab_common import SLAB_PANIC
+            # spinlock_t with DEBUG_SPINLOCK: raw lock, magic, owner_cpu, owner = 24 bytes;
+            # DEBUG_LOCK_ALLOC adds the lockdep map (name, key, class cache) = 64 bytes
+            size = 64 if self.k.config.kconfig.get("DEBUG_LOCK_ALLOC") else 24
+            cache = self._ptl_cache = self.k.slub.kmem_cache_create("page->ptl", size, 0, SLAB_PANIC)
+        return cache
 
     def _dtor(self, t: PageTable) -> None:
         k = self.k
         if t.level == PTE:
             k.memmap.clear_table(t.pfn)
             k.page_zone_of(t.pfn).vm_stat["nr_page_table_pages"] -= 1
+        if t.ptl is not None and getattr(t.ptl, "obj", None) is not None:
+            k.slub.kmem_cache_free(self.page_ptl_cachep(), t.ptl.obj)  # ptlock_free
         t.ptl = None
 
     def alloc_table(self, mm, level: int, base: int) -> PageTable | None:
