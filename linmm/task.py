@@ -129,6 +129,22 @@ class Task(Context):
     def fork(self, name: str | None = None) -> "Task":
         return self._syscall(self.k.do_fork, self, name)
 
+    def clone_thread(self, name: str | None = None) -> "Task":
+        """clone(CLONE_VM|CLONE_THREAD...): a thread sharing this task's mm (mmget)."""
+        k = self._enter()
+        try:
+            th = Task(k, k.alloc_pid(), name or self.comm, self.uid)
+            th.autoreap = True
+            th.cpu = self.cpu
+            th.rlimits = self.rlimits
+            k.mmget(self.mm)
+            th.mm = th.active_mm = self.mm
+            th.parent = self.parent
+            k.tasks[th.pid] = th
+            return th
+        finally:
+            k.after_syscall(self)
+
     def exit(self, code: int = 0) -> None:
         k = self._enter()
         k.do_exit(self, code)

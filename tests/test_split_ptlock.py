@@ -496,3 +496,37 @@ def test_split_ptlock_s11_alloc_split_ptlocks_use_the_page_ptl_cache():
     assert f"pgtables:{int(vmpte)}kB" in k.dmesg()  # VmPTE unchanged when the OOM killer ran
     assert pagetables == "4"
     k.check()
+
+
+def test_split_ptlock_s6_two_threads_race_for_one_pte_table():
+    """Scenario 6: thread 2 faults at the yield point after thread 1's pte_alloc_one."""
+    k = linmm.Kernel(linmm.MachineConfig(ram="1G"))
+    t1 = k.spawn("a")
+    B = 0x7e0000000000
+    t1.mmap(B, 4 << 30, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED)
+    t1.touch(B, True)
+    t2 = t1.clone_thread()
+    assert (t1.mm.mm_users, t1.mm.mm_count) == (2, 1)
+
+    def nr_pt():
+        return sum(z.vm_stat["nr_page_table_pages"] for z in k.all_zones())
+
+    def vmpte():
+        return int(k.read_file(f"/proc/{t1.pid}/status").split("VmPTE:")[1].split()[0])
+    n0, v0 = nr_pt(), vmpte()
+    inside = {}
+
+    def thread2_runs_here():
+        t2.write(B + (4 << 20) + 8, b"two")
+        inside["nr_page_table_pages"] = nr_pt() - n0
+        k.sched.run_on_cpu(t1)  # back to thread 1, which then loses the race
+
+    k.pgt.yield_hook = thread2_runs_here
+    t1.write(B + (4 << 20), b"one")
+    assert inside == {"nr_page_table_pages": 2}
+    assert nr_pt() - n0 == 1 and vmpte() - v0 == 4
+    assert t1.read(B + (4 << 20), 3) == b"one" and t2.read(B + (4 << 20) + 8, 3) == b"two"
+    k.check()
+    t2.exit()
+    assert t1.mm.mm_users == 1
+    k.check()

@@ -173,6 +173,7 @@ class PgTableOps:
         self.tables: dict[int, PageTable] = {}  # pfn -> table
         self.checker = k.config.debug_vm
         self.lock_log: list[tuple] = []  # (lock name, nested) of nested acquisitions
+        self.yield_hook = None  # test hook: runs once after the next pte_alloc_one
 
     # ------------------------------------------------------------ geometry
     def shift(self, level: int) -> int:
@@ -395,11 +396,17 @@ class PgTableOps:
             child = self.alloc_table(mm, level, addr & ~((1 << cshift) - 1) & MASK64)
             if child is None:
                 return None
+            if self.yield_hook is not None and level == PTE:
+                # the allocation may sleep: another thread of this mm can run its fault here
+                hook, self.yield_hook = self.yield_hook, None
+                hook()
             lock = self.pmd_lockptr(mm, parent) if parent.level == PMD else mm.page_table_lock
             self.spin_lock(lock)
             try:
-                if int(parent.entries[idx]) & _PAGE_PRESENT:  # lost a race
+                if int(parent.entries[idx]) & _PAGE_PRESENT:  # lost a race: pte_free
+                    self.spin_unlock(lock)
                     self.free_table(child)
+                    self.spin_lock(lock)
                     child = self.tables[pte_pfn(int(parent.entries[idx]))]
                 else:
                     self.install(parent, idx, child, addr)
