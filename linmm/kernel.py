@@ -50,6 +50,7 @@ class Kernel:
         self.vm_events = dict.fromkeys(VM_EVENT_ITEMS, 0)
         self.tasks: dict[int, object] = {}
         self.mms: dict[int, MmStruct] = {}  # every mm_struct not yet __mmdrop'ed
+        self.pending_mmdrops: list = []  # mmdrop_async work for a kworker
         self._next_pid = 1
         self.in_notifier_callback = 0
         self.current_tlb = None
@@ -134,6 +135,8 @@ class Kernel:
             self.sched.switch_to_idle(cpu)
         self.now_ms = end
         self.mmu_notifiers.synchronize()
+        while self.pending_mmdrops:  # the kworker running mmdrop_async_fn
+            self.mmdrop(self.pending_mmdrops.pop(0), "oom_mm")
 
     # ------------------------------------------------------------ contexts
     def alloc_pid(self) -> int:
@@ -738,6 +741,9 @@ class Kernel:
             raise ESRCH(f"reap: task {task.pid} is not a zombie")
         task.state = "X"
         self.tasks.pop(task.pid, None)
+        if getattr(task, "oom_mm", None) is not None:  # free_signal_struct: mmdrop_async
+            self.pending_mmdrops.append(task.oom_mm)
+            task.oom_mm = None
         parent = getattr(task, "parent", None)
         if parent is not None and task in parent.children:
             parent.children.remove(task)

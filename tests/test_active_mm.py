@@ -531,3 +531,25 @@ def test_active_mm_s9_open_proc_file_holds_mm_count():
     with pytest.raises(linmm.errors.ENOENT):
         k.open(f"/proc/{t.pid}/maps")
     k.check()
+
+
+def test_active_mm_s13_oom_victim_keeps_mm_struct_until_reaped():
+    import numpy as np
+    k = linmm.Kernel(linmm.MachineConfig(ram="128M"))
+    t = k.spawn("hog", reap=False)
+    a = t.mmap(0, 80 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+    b = t.mmap(0, 20 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+    mm = t.mm
+    with pytest.raises(linmm.Signal):
+        t.access(np.arange(a, a + (80 << 20), 4096, dtype=np.uint64), True)
+        t.access(np.arange(b, b + (20 << 20), 4096, dtype=np.uint64), True)
+    assert k.vm_events["oom_kill"] == 1
+    other = k.spawn("u")
+    other.touch(other.mm.vmas[0].vm_end - 8, True)  # the lazy reference goes
+    assert (mm.mm_users, mm.mm_count) == (0, 1) and not mm.freed  # signal->oom_mm
+    k.check()
+    k.reap(t)
+    assert not mm.freed  # mmdrop_async waits for the kworker
+    k.run(1)
+    assert mm.freed
+    k.check()

@@ -225,7 +225,9 @@ def check_mm_refs(k) -> None:
         if subs is not None:
             notif = subs.grabs + len(subs.itree) + \
                 sum(1 for op, _ in subs.deferred_list if op == "insert")
-        want = (1 if m.mm_users else 0) + lazy[key] + notif + getattr(m, "open_files", 0)
+        oom = sum(1 for t in k.tasks.values() if getattr(t, "oom_mm", None) is m) + \
+            sum(1 for x in k.pending_mmdrops if x is m)
+        want = (1 if m.mm_users else 0) + lazy[key] + notif + getattr(m, "open_files", 0) + oom
         if m.mm_count != want:
             _bug(f"mm of pid {m.owner_pid}: mm_count {m.mm_count} != {want} "
                  f"(users {m.mm_users}, lazy {lazy[key]}, notifiers {notif})")

@@ -44,6 +44,9 @@ class OomKiller:
                  f"shmem-rss:{mm.rss_stat[MM_SHMEMPAGES] * 4}kB, UID:{victim.uid} "
                  f"pgtables:{mm.pgtables_bytes // 1024}kB oom_score_adj:{victim.oom_score_adj}")
         victim.oom_victim = True
+        if getattr(victim, "oom_mm", None) is None:  # mark_oom_victim: signal->oom_mm
+            victim.oom_mm = mm
+            k.mmgrab(mm, "oom_mm")
         if victim is k.current_task():
             victim.pending_kill = True  # SIGKILL is handled on return to user space
         else:
