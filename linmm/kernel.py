@@ -762,6 +762,9 @@ class Kernel:
     def add_memory(self, nid: int, start: int, size: int) -> None:
         self.memory_hotplug.add_memory(nid, start, size)
 
+    def remove_memory(self, nid: int, start: int, size: int) -> None:
+        self.memory_hotplug.remove_memory(nid, start, size)
+
     # ------------------------------------------------------------ kernel threads and use_mm
     def kthread_run(self, fn, name: str, cpu: int = 0):
         """A kernel thread that runs fn(k) once at the next k.run(), then sleeps."""

@@ -133,3 +133,19 @@ def test_mm_s12_hot_add_through_probe():
     k2.write_file(f"{MEM}/probe", "0x140000000")
     assert k2.read_file(f"{MEM}/memory40/state") == "online\n"
     k2.check()
+
+
+def test_mm_remove_memory_needs_offline_blocks():
+    k = linmm.Kernel(linmm.MachineConfig(ram="4G", kconfig={"ARCH_MEMORY_PROBE": True}))
+    free0 = int(k.read_file("/proc/meminfo").splitlines()[1].split()[1])
+    k.add_memory(0, 0x140000000, 128 << 20)
+    k.write_file(f"{MEM}/memory40/state", "online")
+    with pytest.raises(EBUSY):
+        k.remove_memory(0, 0x140000000, 128 << 20)
+    k.write_file(f"{MEM}/memory40/state", "offline")
+    k.remove_memory(0, 0x140000000, 128 << 20)
+    assert "memory40" not in k.listdir(MEM)
+    assert memtotal(k) == "MemTotal:        4097596 kB"
+    assert int(k.read_file("/proc/meminfo").splitlines()[1].split()[1]) == free0  # memmap freed
+    assert not k.pfn_valid(0x140000)
+    k.check()

@@ -27,6 +27,7 @@ class MemoryHotplug:
         word = (k.config.params.get("memhp_default_state") or "offline").strip()
         self.default_online_type = {"offline": MMOP_OFFLINE, **_ONLINE_TYPES}.get(word, MMOP_OFFLINE)
         self.hot_added: list[tuple[int, int]] = []  # (start_pfn, end_pfn)
+        self.hot_memmap: dict[int, list[int]] = {}  # start_pfn -> memmap blocks (order 9)
 
     # ------------------------------------------------------------ hot-add
     def probe(self, text: str) -> None:
@@ -86,6 +87,7 @@ class MemoryHotplug:
         k.layout.memory.sort()
         k.layout.e820.append(type(k.layout.e820[0])(start, start + size, "usable"))
         self.hot_added.append((s_pfn, e_pfn))
+        self.hot_memmap[s_pfn] = memmap_pages
         if self.default_online_type != MMOP_OFFLINE:
             for b in range(s_pfn, e_pfn, bs >> 12):
                 self.online_pages(b, bs >> 12, self.default_online_type, nid)
@@ -137,6 +139,38 @@ class MemoryHotplug:
             if z.name not in names:
                 names.append(z.name)
         return " ".join(names) + "\n"
+
+    def remove_memory(self, nid: int, start: int, size: int) -> None:
+        """remove_memory(): EBUSY unless every block of the range is offline; then the
+        sections, the memmap (hot-added ranges: its order-9 blocks) and the RAM go."""
+        k = self.k
+        bs = k.memory_block_size
+        if start % bs or size % bs or not size:
+            raise EINVAL("remove_memory: unaligned range")
+        s_pfn, e_pfn = start >> 12, (start + size) >> 12
+        for b in range(s_pfn, e_pfn, bs >> 12):
+            if self.block_online(b, b + (bs >> 12)):
+                raise EBUSY("remove_memory: a block of the range is online")
+        lay = k.layout
+        kept = []
+        for s, e, n in lay.memory:
+            if e <= s_pfn or s >= e_pfn:
+                kept.append((s, e, n))
+            else:
+                if s < s_pfn:
+                    kept.append((s, s_pfn, n))
+                if e > e_pfn:
+                    kept.append((e_pfn, e, n))
+        lay.memory[:] = kept
+        lay.e820[:] = [x for x in lay.e820 if not ((x.start >> 12) < e_pfn and (x.end >> 12) > s_pfn)]
+        k.section_flags[s_pfn >> PFN_SECTION_SHIFT:e_pfn >> PFN_SECTION_SHIFT] = 0
+        k.memmap.flags[s_pfn:e_pfn] = 0
+        k.memmap.refcount[s_pfn:e_pfn] = 0
+        for hs, he in list(self.hot_added):
+            if hs < e_pfn and he > s_pfn:
+                self.hot_added.remove((hs, he))
+                for pfn in self.hot_memmap.pop(hs, []):
+                    k.page_alloc.free_pages(pfn, 9)
 
     # ------------------------------------------------------------ state writes
     def write_state(self, nr: int, text: str) -> None:
