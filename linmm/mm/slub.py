@@ -1104,8 +1104,11 @@ class Slub(SlubDebug):
                 self.printk(f"cache_from_obj: Wrong slab cache. {s.name} but object is from "
                             f"{page.cache.name}")
                 self.k.printk_once("WARNING: CPU: 0 PID: 0 at mm/slab.h:475 cache_from_obj")
-        k = self.k
-        c = s.cpu_slab[k._cur_cpu]
+        self.do_slab_free(s, page, x, a)
+
+    def do_slab_free(self, s: KmemCache, page: Slab, x: int, a: int) -> None:
+        """The lockless fast path when the object's slab is this CPU's slab, else __slab_free."""
+        c = s.cpu_slab[self.k._cur_cpu]
         if page is c.page:
             b = a + s.offset
             fp = c.freelist
@@ -1347,24 +1350,7 @@ class Slub(SlubDebug):
             k.page_alloc.free_pages(head, order)
             return
         s = page.cache
-        c = s.cpu_slab[self.k._cur_cpu]
-        if page is c.page:
-            b = a + s.offset
-            fp = c.freelist
-            if s.random:
-                if self.hardened and fp == x:
-                    raise KernelBug(f"kernel BUG at mm/slub.c:271! (naive double free detection: "
-                                    f"object {x:016x} == fp)")
-                v = (fp or 0) ^ s.random ^ _bswap64(x + s.offset)
-            else:
-                v = fp or 0
-            self._q[b >> 12][(b & 4095) >> 3] = v
-            c.freelist = x
-            c.tid += 1
-            if self.stats_on:
-                c.stat[FREE_FASTPATH] += 1
-        else:
-            self.__slab_free(s, page, x, x, 1, 0)
+        self.do_slab_free(s, page, x, a)
 
     def ksize(self, x: int | None) -> int:
         if not x:
