@@ -4,21 +4,9 @@ from __future__ import annotations
 import re
 
 from ..errors import ENOENT
+from ..lib.bitmap import bitmap_list
 
 NODE = "/sys/devices/system/node"
-
-
-def cpulist(cpus: list[int]) -> str:
-    """%*pbl: ranges such as "0-3,6"."""
-    out, i = [], 0
-    cpus = sorted(cpus)
-    while i < len(cpus):
-        j = i
-        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
-            j += 1
-        out.append(str(cpus[i]) if i == j else f"{cpus[i]}-{cpus[j]}")
-        i = j + 1
-    return ",".join(out)
 
 
 def node_meminfo(k, pg) -> str:
@@ -64,13 +52,13 @@ def read_node(k, path: str) -> str:
               "has_normal_memory": normal, "has_cpu": with_cpu}
     m = re.fullmatch(rf"{NODE}/(\w+)", path)
     if m and m.group(1) in simple:
-        return cpulist(simple[m.group(1)]) + "\n"
+        return bitmap_list(simple[m.group(1)]) + "\n"
     m = re.fullmatch(rf"{NODE}/node(\d+)/(cpulist|distance|meminfo)", path)
     if m and int(m.group(1)) in nodes:
         pg = k.pgdats[int(m.group(1))]
         what = m.group(2)
         if what == "cpulist":
-            return cpulist(pg.cpus) + "\n"
+            return bitmap_list(pg.cpus) + "\n"
         if what == "distance":
             return " ".join(str(k.node_distance(pg.node_id, o)) for o in nodes) + "\n"
         return node_meminfo(k, pg)

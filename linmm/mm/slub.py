@@ -21,7 +21,7 @@ from ..errors import EEXIST, KernelBug
 from . import gfp as G
 from .page import PG_head, PG_slab
 from .slub_debug import (_API, _TRACK, _U64, TRACK_ALLOC, TRACK_FREE, SlubDebug,  # noqa: F401
-                         _bitmap_list, _bswap64)
+                         _bswap64)
 from .slab_common import (ALIGN, DEBUG_DEFAULT_FLAGS, DEBUG_METADATA_FLAGS, KMALLOC_DMA,
                           KMALLOC_INFO, KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE, KMALLOC_NAMES,
                           KMALLOC_NORMAL, KMALLOC_RECLAIM, KMALLOC_SHIFT_HIGH, KMALLOC_SHIFT_LOW,

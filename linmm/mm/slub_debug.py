@@ -8,6 +8,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from ..errors import ENOSYS, KernelBug
+from ..lib.bitmap import bitmap_list
 from .page import PG_slab
 from .slab_common import (MAX_OBJS_PER_PAGE, PAGE_OFFSET, PAGE_SIZE, POISON_END, POISON_FREE,
                           POISON_INUSE, SIZEOF_PTR, SLAB_CONSISTENCY_CHECKS, SLAB_POISON,
@@ -31,18 +32,6 @@ def _bswap64(x: int) -> int:
     return int.from_bytes(x.to_bytes(8, "little"), "big")
 
 
-def _bitmap_list(bits) -> str:
-    """%*pbl: ranges like 0-3,5."""
-    bits = sorted(bits)
-    out = []
-    i = 0
-    while i < len(bits):
-        j = i
-        while j + 1 < len(bits) and bits[j + 1] == bits[j] + 1:
-            j += 1
-        out.append(str(bits[i]) if i == j else f"{bits[i]}-{bits[j]}")
-        i = j + 1
-    return ",".join(out)
 
 
 class SlubDebug:
@@ -483,9 +472,9 @@ class SlubDebug:
             else:
                 line += f" pid={loc['min_pid']}"
             if self.ncpus > 1 and loc["cpus"]:
-                line += " cpus=" + _bitmap_list(loc["cpus"])
+                line += " cpus=" + bitmap_list(loc["cpus"])
             if self.nnodes > 1 and loc["nodes"]:
-                line += " nodes=" + _bitmap_list(loc["nodes"])
+                line += " nodes=" + bitmap_list(loc["nodes"])
             out.append(line + "\n")
         if not out:
             return "No data\n"

@@ -1,0 +1,1 @@
+"""Helpers the kernel keeps in lib/."""
