@@ -19,6 +19,9 @@ from .mm.mmu_notifier import (MMU_NOTIFIER_RANGE_BLOCKABLE, MMU_NOTIFY_CLEAR,  #
                               MMU_NOTIFY_RELEASE, MMU_NOTIFY_SOFT_DIRTY, MMU_NOTIFY_UNMAP,
                               MmuIntervalNotifier, MmuIntervalNotifierOps, MmuNotifier,
                               MmuNotifierOps, MmuNotifierRange)
+from .mm.memremap import (MEMORY_DEVICE_DEVDAX, MEMORY_DEVICE_FS_DAX,  # noqa: F401
+                          MEMORY_DEVICE_PCI_P2PDMA, MEMORY_DEVICE_PRIVATE, DevPagemap, DevPagemapOps)
+from .resource import Resource  # noqa: F401
 from .task import Task
 from .uapi import *  # noqa: F401,F403
 

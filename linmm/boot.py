@@ -142,6 +142,8 @@ def boot(k) -> None:
     # ---- sections
     nsec = mm.nr >> PFN_SECTION_SHIFT
     k.section_flags = np.zeros(nsec, np.uint8)
+    from .resource import e820_reserve_resources
+    k.iomem_resource = e820_reserve_resources(lay, cfg.phys_bits)
     for s, e, _ in lay.memory:
         k.section_flags[s >> PFN_SECTION_SHIFT:((e - 1) >> PFN_SECTION_SHIFT) + 1] = (
             SECTION_MARKED_PRESENT | SECTION_IS_ONLINE | SECTION_HAS_MEM_MAP | SECTION_IS_EARLY)

@@ -10,7 +10,8 @@ from .mm.fault import Fault
 from .mm.madvise import Madvise
 from .mm.memory import Memory
 from .mm.memory_model import (PAGES_PER_SECTION, PFN_SECTION_SHIFT, SECTION_HAS_MEM_MAP,
-                              SECTION_IS_ONLINE, SECTION_MARKED_PRESENT, ZONE_NAMES, Page, build_layout)
+                              SECTION_IS_EARLY, SECTION_IS_ONLINE, SECTION_MARKED_PRESENT, ZONE_DEVICE,
+                              ZONE_NAMES, Page, build_layout)
 from .mm.mlock import Mlock
 from .mm.mm_types import VM_ACCOUNT, VM_STACK_FLAGS, VM_WIPEONFORK, MmStruct, Vma
 from .mm.mmap import MmapOps
@@ -83,6 +84,10 @@ class Kernel:
         self.sched = Scheduler(self)
         from .fs.procfs import ProcFs
         self.procfs = ProcFs(self)
+        from .mm.memremap import MemRemap
+        from .mm.sparse import Sparse
+        self.sparse = Sparse(self)
+        self.memremap = MemRemap(self)
         self.tainted = 0
         self.failslab_filter = False
         from .boot import boot
@@ -300,19 +305,28 @@ class Kernel:
         if model == "discontigmem":
             return any(pg.node_start_pfn <= pfn < pg.node_end_pfn for pg in self.pgdats)
         nr = pfn >> PFN_SECTION_SHIFT
-        return nr < len(self.section_flags) and bool(self.section_flags[nr] & SECTION_HAS_MEM_MAP)
+        if nr >= len(self.section_flags):
+            return False
+        f = self.section_flags[nr]
+        if not f & SECTION_HAS_MEM_MAP:
+            return False
+        return bool(f & SECTION_IS_EARLY) or self.sparse.pfn_section_valid(pfn)
 
     def pfn_to_online_page(self, pfn: int) -> Page | None:
         if self.config.memory_model in ("flatmem", "discontigmem"):
             return Page(pfn, self.memmap) if self.pfn_valid(pfn) else None
         nr = pfn >> PFN_SECTION_SHIFT
         if 0 <= nr < len(self.section_flags) and self.section_flags[nr] & SECTION_IS_ONLINE:
-            return Page(pfn, self.memmap)
+            return self.pfn_to_page(pfn)
         return None
 
     def pfn_to_page(self, pfn: int) -> Page:
         if not self.pfn_valid(pfn):
             raise KernelBug(f"pfn_to_page: pfn {pfn:#x} is not valid")
+        if self.memremap.pgmaps:
+            pg = self.memremap.lookup(pfn)
+            if pg is not None and pg.memmap is not None:
+                return Page(pfn, pg.memmap)
         return Page(pfn, self.memmap)
 
     @staticmethod
@@ -320,13 +334,18 @@ class Kernel:
         return page.pfn
 
     def page_zone(self, page: Page):
-        return self.page_zone_of(page.pfn)
+        mm = page._mm
+        return self.pgdats[mm.page_to_nid(page.pfn)].node_zones[mm.page_zonenum(page.pfn)]
 
     def page_zonenum(self, page: Page) -> int:
-        return self.memmap.page_zonenum(page.pfn)
+        return page._mm.page_zonenum(page.pfn)
 
     def page_to_nid(self, page: Page) -> int:
-        return self.memmap.page_to_nid(page.pfn)
+        return page._mm.page_to_nid(page.pfn)
+
+    @staticmethod
+    def is_zone_device_page(page: Page) -> bool:
+        return page._mm.page_zonenum(page.pfn) == ZONE_DEVICE
 
     def pfn_to_nid(self, pfn: int) -> int:
         return self.memmap.page_to_nid(pfn)
@@ -369,10 +388,17 @@ class Kernel:
         return self.page_alloc.alloc_pages_bulk(gfp, n)
 
     def get_page(self, pfn: int) -> None:
+        pg = self.memremap.lookup(pfn) if self.memremap.pgmaps else None
+        if pg is not None and pg.memmap is not None:
+            return self.memremap.get_page(pg, pfn)
         self.memmap.refcount[pfn] += 1
 
     def put_page(self, pfn: int) -> None:
-        """put_page(): drop a reference; an LRU page reaching 0 leaves the LRU and is freed."""
+        """put_page(): drop a reference; an LRU page reaching 0 leaves the LRU and is freed;
+        a ZONE_DEVICE page goes back to its driver (put_devmap_managed_page)."""
+        pg = self.memremap.lookup(pfn) if self.memremap.pgmaps else None
+        if pg is not None and pg.memmap is not None:
+            return self.memremap.put_page(pg, pfn)
         self.vmscan.release_pages((pfn,))
 
     # ------------------------------------------------------------ slab (mm/slub.c)
@@ -764,6 +790,29 @@ class Kernel:
 
     def remove_memory(self, nid: int, start: int, size: int) -> None:
         self.memory_hotplug.remove_memory(nid, start, size)
+
+    def memremap_pages(self, pgmap, nid: int = -1) -> int:
+        """ZONE_DEVICE struct pages for pgmap.res; returns __va(res.start)."""
+        return self.memremap.memremap_pages(pgmap, nid)
+
+    def memunmap_pages(self, pgmap) -> None:
+        self.memremap.memunmap_pages(pgmap)
+
+    def get_dev_pagemap(self, pfn: int, pgmap=None):
+        return self.memremap.get_dev_pagemap(pfn, pgmap)
+
+    def put_dev_pagemap(self, pgmap) -> None:
+        self.memremap.put_dev_pagemap(pgmap)
+
+    def request_free_mem_region(self, base, size: int, name: str):
+        """A free section-aligned range for device private memory, claimed under base
+        (usually k.iomem_resource); ERANGE when none is free."""
+        from .resource import request_free_mem_region
+        return request_free_mem_region(base, size, name, self.config.max_physmem_bits)
+
+    def release_mem_region(self, start: int, n: int) -> None:
+        from .resource import release_mem_region
+        release_mem_region(self.iomem_resource, start, n)
 
     # ------------------------------------------------------------ kernel threads and use_mm
     def kthread_run(self, fn, name: str, cpu: int = 0):

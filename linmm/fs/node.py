@@ -66,33 +66,6 @@ def read_node(k, path: str) -> str:
 
 
 def proc_iomem(k) -> str:
-    """The e820 table after trimming, System RAM with the kernel image nested in it."""
-    lay = k.layout
-    entries = []
-    if lay.e820_bios:
-        ram = [(e.start, e.end) for e in lay.e820_bios if e.type == "usable"]
-        ram = [(max(s, 0x1000), e) for s, e in ram]
-        entries.append((0, 0x1000, "Reserved"))
-        entries += [(e.start, e.end, "Reserved") for e in lay.e820_bios if e.type == "reserved"]
-        entries += [(s, e, "System RAM") for s, e in ram if e > s]
-    else:
-        entries += [(s << 12, e << 12, "System RAM") for s, e, _ in lay.memory]
-    out = []
-    parts = lay.image_parts
-    kernel = []
-    if parts:
-        base = 16 << 20
-        code_end = base + (parts["code"] << 12)
-        ro_end = code_end + (parts["rodata"] << 12)
-        data_end = ro_end + (parts["rwdata"] << 12)
-        bss_start = data_end + (parts["init"] << 12)
-        kernel = [(base, code_end, "Kernel code"), (code_end, ro_end, "Kernel rodata"),
-                  (ro_end, data_end, "Kernel data"), (bss_start, bss_start + (parts["bss"] << 12),
-                                                      "Kernel bss")]
-    for s, e, name in sorted(entries):
-        out.append(f"{s:08x}-{e - 1:08x} : {name}\n")
-        if name == "System RAM":
-            for ks, ke, kn in kernel:
-                if s <= ks and ke <= e:
-                    out.append(f"  {ks:08x}-{ke - 1:08x} : {kn}\n")
-    return "".join(out)
+    """/proc/iomem: the resource tree (kernel/resource.c r_show)."""
+    from ..resource import proc_iomem as render
+    return render(k.iomem_resource)

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import EACCES, EINVAL, ENOENT, ESRCH
 from ..mm import vmstat
+from ..mm.memory_model import PAGES_PER_SECTION
 from ..mm.page import PG_lru, PG_reserved
 from . import node, slabinfo, sysfs, task_mmu
 
@@ -310,6 +311,8 @@ class ProcFs:
         if offset % 8 or (size is not None and size % 8):
             raise EINVAL("kpage*: offset and size must be multiples of 8")
         max_pfn = k.memmap.nr
+        if k.config.memory_model not in ("flatmem", "discontigmem"):  # round_up(max_pfn, section)
+            max_pfn = max(max_pfn, (k.layout.max_pfn + PAGES_PER_SECTION - 1) & ~(PAGES_PER_SECTION - 1))
         first = offset // 8
         last = max_pfn if size is None else min(max_pfn, first + size // 8)
         if first >= last:
@@ -318,7 +321,8 @@ class ProcFs:
         if k.config.memory_model in ("flatmem", "discontigmem"):
             online = pfns < k.layout.max_pfn
         else:
-            online = (k.section_flags[pfns >> 15] & 4) != 0
+            secs = np.minimum(pfns >> 15, len(k.section_flags) - 1)
+            online = ((k.section_flags[secs] & 4) != 0) & (pfns < k.memmap.nr)
         out = np.zeros(len(pfns), np.uint64)
         idx = pfns[online]
         if flags:

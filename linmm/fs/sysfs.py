@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from ..errors import EINVAL, ENOENT
 from ..mm.memory_model import PFN_SECTION_SHIFT, SECTION_IS_ONLINE, SECTION_MARKED_PRESENT
 from ..mm.mm_types import VM_SOFTDIRTY
@@ -15,9 +17,12 @@ MEM = "/sys/devices/system/memory"
 
 
 def memory_blocks(k) -> list[int]:
-    """memory_dev_init(): a block for every run of sections with a present one."""
+    """memory_dev_init() and add_memory(): a block for every run of sections with a
+    present one; ZONE_DEVICE sections get none."""
     spb = k.memory_block_size >> (PFN_SECTION_SHIFT + 12)
-    present = [i for i, f in enumerate(k.section_flags.tolist()) if f & SECTION_MARKED_PRESENT]
+    device = k.memremap.device_sections() if k.memremap.pgmaps else set()
+    present = [i for i in np.flatnonzero(k.section_flags & SECTION_MARKED_PRESENT).tolist()
+               if i not in device]
     return sorted({s // spb for s in present})
 
 

@@ -27,6 +27,8 @@ def check_kernel(k) -> None:
     check_locks(k)
     if getattr(k, "slub", None) is not None:
         k.slub.check()
+    k.sparse.check()
+    k.memremap.check()
     from . import page_frag, page_owner, page_reporting
     page_owner.check(k)
     page_frag.check(k)

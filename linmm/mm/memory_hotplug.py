@@ -8,16 +8,44 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import EBUSY, EINVAL
-from . import gfp as G
 from .gfp import MIGRATE_ISOLATE, MIGRATE_MOVABLE
-from .memory_model import (MAX_ORDER, PFN_SECTION_SHIFT, SECTION_HAS_MEM_MAP, SECTION_IS_ONLINE,
-                           SECTION_MARKED_PRESENT, ZONE_DMA, ZONE_MOVABLE, ZONE_NORMAL,
-                           pageblock_nr_pages)
+from .memory_model import (MAX_ORDER, PAGES_PER_SECTION, PAGES_PER_SUBSECTION, PFN_SECTION_SHIFT,
+                           SECTION_IS_ONLINE, ZONE_DMA, ZONE_MOVABLE, ZONE_NORMAL, pageblock_nr_pages)
 from .page import PG_lru, PG_reserved
 
 MMOP_OFFLINE, MMOP_ONLINE, MMOP_ONLINE_KERNEL, MMOP_ONLINE_MOVABLE = 0, 1, 2, 3
 _ONLINE_TYPES = {"online": MMOP_ONLINE, "online_kernel": MMOP_ONLINE_KERNEL,
                  "online_movable": MMOP_ONLINE_MOVABLE}
+
+
+def _section_chunks(pfn: int, nr_pages: int):
+    """[pfn, pfn+nr_pages) cut at section boundaries: (start, nr) pairs."""
+    end = pfn + nr_pages
+    while pfn < end:
+        n = min(end, (pfn + PAGES_PER_SECTION) & ~(PAGES_PER_SECTION - 1)) - pfn
+        yield pfn, n
+        pfn += n
+
+
+def release_mem_region_adjustable(root, start: int, size: int) -> None:
+    """Release [start, start+size) from the System RAM resource holding it: the
+    resource goes, shrinks, or splits in two (kernel/resource.c)."""
+    from ..resource import Resource, release_resource, request_resource_conflict
+    end = start + size - 1
+    for r in list(root.children):
+        if r.name != "System RAM" or r.start > start or r.end < end:
+            continue
+        if r.start == start and r.end == end:
+            release_resource(r)
+        elif r.start == start:
+            r.start = end + 1
+        elif r.end == end:
+            r.end = start - 1
+        else:
+            tail = Resource(end + 1, r.end, r.name, r.flags, r.desc)
+            r.end = start - 1
+            request_resource_conflict(root, tail)
+        return
 
 
 class MemoryHotplug:
@@ -27,7 +55,6 @@ class MemoryHotplug:
         word = (k.config.params.get("memhp_default_state") or "offline").strip()
         self.default_online_type = {"offline": MMOP_OFFLINE, **_ONLINE_TYPES}.get(word, MMOP_OFFLINE)
         self.hot_added: list[tuple[int, int]] = []  # (start_pfn, end_pfn)
-        self.hot_memmap: dict[int, list[int]] = {}  # start_pfn -> memmap blocks (order 9)
 
     # ------------------------------------------------------------ hot-add
     def probe(self, text: str) -> None:
@@ -41,21 +68,20 @@ class MemoryHotplug:
         self.add_memory(nid, phys, k.memory_block_size)
 
     def grow_memmap(self, end_pfn: int) -> None:
-        """Extend the memmap, section flags and pageblock flags up to end_pfn."""
+        """Extend the RAM memmap and pageblock flags up to end_pfn."""
         k = self.k
-        nr = (end_pfn + (1 << PFN_SECTION_SHIFT) - 1) & ~((1 << PFN_SECTION_SHIFT) - 1)
+        nr = (end_pfn + PAGES_PER_SECTION - 1) & ~(PAGES_PER_SECTION - 1)
         k.memmap.grow(nr)
-        flags = np.zeros(nr >> PFN_SECTION_SHIFT, np.uint8)
-        flags[:len(k.section_flags)] = k.section_flags
-        k.section_flags = flags
+        k.sparse.ensure_sections(nr)
         pb = np.zeros(nr // pageblock_nr_pages, np.uint8)
         pb[:len(k.page_alloc.pageblock_flags)] = k.page_alloc.pageblock_flags
         k.page_alloc.pageblock_flags = pb
 
     def add_memory(self, nid: int, start: int, size: int) -> None:
-        """add_memory(): check, memblock_add, __add_pages (memmap from the buddy
-        allocator, one order-9 block per section), blocks offline, then auto-online."""
-        from ..errors import E2BIG, EEXIST, ENOMEM
+        """add_memory(): check, register the "System RAM" resource, arch_add_memory
+        (sections, memmap from the buddy allocator), blocks offline, then auto-online."""
+        from ..errors import E2BIG, EEXIST
+        from ..resource import IORESOURCE_BUSY, IORESOURCE_SYSTEM_RAM, request_region
         k = self.k
         bs = k.memory_block_size
         if start % bs or size % bs or not size:
@@ -67,19 +93,18 @@ class MemoryHotplug:
         if any(s < e_pfn and e > s_pfn for s, e, _ in k.layout.memory) or \
                 any(s < e_pfn and e > s_pfn for s, e in self.hot_added):
             raise EEXIST("add_memory: the range overlaps an existing resource")
-        secs = range(s_pfn >> PFN_SECTION_SHIFT, e_pfn >> PFN_SECTION_SHIFT)
-        memmap_pages = []
-        for _ in secs:  # vmemmap_populate: a 2 MiB block per section
-            pfn = k.page_alloc.alloc_pages_nodemask(
-                G.GFP_KERNEL | G._GFP_ZERO | G._GFP_RETRY_MAYFAIL | G._GFP_NOWARN, 9)
-            if pfn is None:
-                for p in memmap_pages:
-                    k.page_alloc.free_pages(p, 9)
-                raise ENOMEM("add_memory: no memory for the memmap")
-            memmap_pages.append(pfn)
+        res = request_region(k.iomem_resource, start, size, "System RAM",
+                             IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY)
+        if res is None:
+            raise EEXIST("add_memory: the range overlaps an existing resource")
+        try:
+            self.add_pages(nid, s_pfn, e_pfn - s_pfn)
+        except Exception:
+            from ..resource import release_resource
+            release_resource(res)
+            raise
         if e_pfn > k.memmap.nr:
             self.grow_memmap(e_pfn)
-        k.section_flags[secs.start:secs.stop] = SECTION_MARKED_PRESENT | SECTION_HAS_MEM_MAP
         mm = k.memmap
         mm.flags[s_pfn:e_pfn] = np.uint64(1 << PG_reserved)
         mm.refcount[s_pfn:e_pfn] = 1
@@ -87,10 +112,47 @@ class MemoryHotplug:
         k.layout.memory.sort()
         k.layout.e820.append(type(k.layout.e820[0])(start, start + size, "usable"))
         self.hot_added.append((s_pfn, e_pfn))
-        self.hot_memmap[s_pfn] = memmap_pages
         if self.default_online_type != MMOP_OFFLINE:
             for b in range(s_pfn, e_pfn, bs >> 12):
                 self.online_pages(b, bs >> 12, self.default_online_type, nid)
+
+    # ------------------------------------------------------------ sections
+    def __add_pages(self, nid: int, pfn: int, nr_pages: int) -> None:
+        """Add the sections of [pfn, pfn+nr_pages): E2BIG past MAX_PHYSMEM_BITS, EINVAL
+        unless 2 MiB aligned (VMEMMAP subsections), then sparse_add_section per section.
+        A failure part-way removes what was added (memory-model.md: nothing left behind)."""
+        from ..errors import E2BIG
+        k = self.k
+        bits = k.config.max_physmem_bits
+        max_addr = ((pfn + nr_pages) << 12) - 1
+        if max_addr >> bits:
+            k.printk(f"Hotplugged memory exceeds maximum addressable address, range={pfn << 12:#x}-"
+                     f"{max_addr:#x}, maximum={(1 << (bits + 1)) - 1:#x}")
+            raise E2BIG("__add_pages: beyond MAX_PHYSMEM_BITS")
+        align = PAGES_PER_SUBSECTION if k.config.memory_model == "sparsemem-vmemmap" else PAGES_PER_SECTION
+        if pfn % align or nr_pages % align or not nr_pages:
+            k.printk(f"Misaligned __add_pages start: {pfn:#x} end: #{pfn + nr_pages - 1:x}")
+            raise EINVAL("__add_pages: misaligned range")
+        done = []
+        try:
+            for p, n in _section_chunks(pfn, nr_pages):
+                k.sparse.sparse_add_section(nid, p, n)
+                done.append((p, n))
+        except Exception:
+            for p, n in reversed(done):
+                k.sparse.sparse_remove_section(p, n)
+            raise
+
+    def add_pages(self, nid: int, pfn: int, nr_pages: int) -> None:
+        """x86_64 add_pages(): __add_pages, then update_end_of_memory_vars (max_pfn)."""
+        self.__add_pages(nid, pfn, nr_pages)
+        lay = self.k.layout
+        lay.max_pfn = max(lay.max_pfn, pfn + nr_pages)
+
+    def remove_pages(self, pfn: int, nr_pages: int) -> None:
+        """__remove_pages(): sparse_remove_section per section (memmap freed)."""
+        for p, n in _section_chunks(pfn, nr_pages):
+            self.k.sparse.sparse_remove_section(p, n)
 
     # ------------------------------------------------------------ helpers
     def block_range(self, nr: int) -> tuple[int, int]:
@@ -163,14 +225,13 @@ class MemoryHotplug:
                     kept.append((e_pfn, e, n))
         lay.memory[:] = kept
         lay.e820[:] = [x for x in lay.e820 if not ((x.start >> 12) < e_pfn and (x.end >> 12) > s_pfn)]
-        k.section_flags[s_pfn >> PFN_SECTION_SHIFT:e_pfn >> PFN_SECTION_SHIFT] = 0
+        self.remove_pages(s_pfn, e_pfn - s_pfn)
         k.memmap.flags[s_pfn:e_pfn] = 0
         k.memmap.refcount[s_pfn:e_pfn] = 0
         for hs, he in list(self.hot_added):
             if hs < e_pfn and he > s_pfn:
                 self.hot_added.remove((hs, he))
-                for pfn in self.hot_memmap.pop(hs, []):
-                    k.page_alloc.free_pages(pfn, 9)
+        release_mem_region_adjustable(k.iomem_resource, start, size)
 
     # ------------------------------------------------------------ state writes
     def write_state(self, nr: int, text: str) -> None:

@@ -250,7 +250,16 @@ class Page:
 
     @property
     def mapcount(self) -> int:
-        return int(self._mm.mapcount[self.pfn])
+        return self._mm.page_mapcount(self.pfn)
+
+    @property
+    def pgmap(self):
+        """page->pgmap: the dev_pagemap of a ZONE_DEVICE page, else None."""
+        return getattr(self._mm, "pgmap", None)
+
+    @property
+    def zone_device_data(self) -> int:
+        return int(self._mm.private[self.pfn])
 
 
 def check_pfn(kernel, pfn: int) -> None:

@@ -390,7 +390,7 @@ def _valid_mask(k, n: int) -> np.ndarray:
             for pg in k.pgdats:
                 m[pg.node_start_pfn:pg.node_end_pfn] = True
         return m
-    secs = (k.section_flags & SECTION_HAS_MEM_MAP) != 0
+    secs = (k.section_flags[:(n + PAGES_PER_SECTION - 1) // PAGES_PER_SECTION] & SECTION_HAS_MEM_MAP) != 0
     return np.repeat(secs, PAGES_PER_SECTION)[:n]
 
 
