@@ -189,7 +189,7 @@ def boot(k) -> None:
         k.sched.kthread_create(f"kswapd{pg.node_id}",
                                (lambda now, p=pg: k.vmscan.kswapd_step(p, now)), cpu)
         k.sched.kthread_create(f"kcompactd{pg.node_id}", None, cpu)
-    k.sched.kthread_create("oom_reaper", None)
+    k.sched.kthread_create("oom_reaper", lambda now: k.oom.oom_reaper_step(now))
     # ---- initcalls
     k.page_alloc.init_per_zone_wmark_min()
     k.overcommit.init_reserves()

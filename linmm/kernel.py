@@ -632,8 +632,12 @@ class Kernel:
             self.printk(f"__mmdrop: mm {mm.id:#x} of pid {mm.owner_pid}")
 
     def exit_mmap(self, mm: MmStruct) -> None:
+        from .mm.mm_types import MMF_OOM_SKIP, MMF_OOM_VICTIM
         from .mm.mmu_gather import MmuGather
         self.mmu_notifiers.release(mm)
+        if mm.flags >> MMF_OOM_VICTIM & 1:  # reap it by hand first, then hide it from the reaper
+            getattr(self.oom, "__oom_reap_task_mm")(mm)
+            mm.flags |= 1 << MMF_OOM_SKIP
         if mm.locked_vm:
             for v in mm.vmas:
                 if v.vm_flags & 0x2000:  # VM_LOCKED
@@ -777,12 +781,24 @@ class Kernel:
             parent.cmaj_flt += task.maj_flt + task.cmaj_flt
 
     def kill_task(self, task, signo: int) -> None:
-        """SIGKILL delivered: the task exits (its memory is freed now)."""
+        """SIGKILL delivered: a running task exits (its memory is freed now); one in
+        uninterruptible sleep keeps the signal pending until it is woken."""
         task.signals.append((signo, 0, None))
         if task.state == "R":
             prev = self._cur_cpu
             self.do_exit(task, 128 + signo)
             self._cur_cpu = prev
+        elif task.state == "D":
+            task.pending_kill = True
+
+    def wake_up_process(self, task) -> None:
+        """End a TASK_UNINTERRUPTIBLE sleep; a pending SIGKILL then kills the task."""
+        if task.state != "D":
+            return
+        task.state = "R"
+        if getattr(task, "pending_kill", False):
+            task.pending_kill = False
+            self.kill_task(task, 9)
 
     # ------------------------------------------------------------ memory hotplug, ZONE_DEVICE
     def add_memory(self, nid: int, start: int, size: int) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import EINVAL, ESRCH
+from .errors import EINVAL, ESRCH, KernelBug
 from .sched import Context
 
 if TYPE_CHECKING:
@@ -54,7 +54,19 @@ class Task(Context):
         self.rlimits[name] = value
 
     # ------------------------------------------------------------ plumbing
+    def sleep_uninterruptible(self) -> None:
+        """Put the task in TASK_UNINTERRUPTIBLE ("D", e.g. waiting on a lock): it makes
+        no syscalls and a SIGKILL stays pending until ``k.wake_up_process(t)``."""
+        if self.state != "R":
+            raise ESRCH(f"task {self.pid} is not running")
+        cpu = self.k.sched.cpus[self.cpu]
+        if cpu.curr is self:
+            self.k.sched.switch_to_idle(cpu)
+        self.state = "D"
+
     def _enter(self):
+        if self.state == "D":
+            raise KernelBug(f"task {self.pid} is in uninterruptible sleep; k.wake_up_process() it first")
         if self.state not in ("R",):
             raise ESRCH(f"task {self.pid} has exited")
         k = self.k

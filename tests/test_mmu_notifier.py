@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 
+import numpy as np
 import pytest
 
 import linmm
@@ -39,11 +40,13 @@ class Sub:
         self.k = k
         self.sub = MmuIntervalNotifier()
         self.calls: list[tuple] = []
+        self.times: list[int] = []  # k.now_ms of each call
         self.fail_when = fail_when  # None, "nonblock" or "always"
         self.ops = MmuIntervalNotifierOps(invalidate=self._inv)
 
     def _inv(self, sub, rng, cur_seq):
         self.calls.append((rng.event, rng.flags, rng.start, rng.end, cur_seq))
+        self.times.append(self.k.now_ms)
         blockable = bool(rng.flags & BLOCKABLE)
         if self.fail_when == "always" or (self.fail_when == "nonblock" and not blockable):
             return False  # could not take its lock: no set_seq
@@ -344,6 +347,58 @@ def test_mmu_notifier_s7_event_table():
     classic.close()
     assert mm.freed
     assert classic.log == [("release",)]
+    k.check()
+
+
+# ---------------------------------------------------------------- scenario 9
+def _oom_setup(fail_when):
+    """Victim t: b (16 pages, N over its first page) and 120 MiB written at c, asleep in
+    D state; a hog then faults in 150 MiB: the OOM killer picks t."""
+    k, t, b = setup()
+    N = Sub(k, fail_when=fail_when)
+    assert N.insert(t.mm, b, 0x1000) == 0
+    c = t.mmap(0, 120 << 20, RW, MAP_PRIVATE | MAP_ANONYMOUS)
+    t.access(np.arange(c, c + (120 << 20), 4096, dtype=np.uint64), True)
+    t.sleep_uninterruptible()
+    hog = k.spawn("hog")
+    h = hog.mmap(0, 150 << 20, RW, MAP_PRIVATE | MAP_ANONYMOUS)
+    hog.access(np.arange(h, h + (150 << 20), 4096, dtype=np.uint64), True)
+    return k, t, b, N, hog
+
+
+def test_mmu_notifier_s9_oom_reaper_vs_locked_subscriber():
+    k, t, b, N, hog = _oom_setup("nonblock")
+    assert f"Out of memory: Killed process {t.pid} (a)" in k.dmesg()
+    assert t.state == "D" and t.pending_kill  # asleep: it keeps its memory
+    t0 = k.now_ms
+    k.run(2000)
+    unmaps = [c for c in N.calls if c[0] == MMU_NOTIFY_UNMAP]
+    assert len(unmaps) == 10  # one failed non-blocking start per attempt
+    assert all(flags == 0 and (s, e) == (b, b + 0x10000) for _, flags, s, e, _ in unmaps)
+    # the first attempt ran while the hog's allocation waited, then HZ/10 apart
+    assert N.times[-10:] == [t0 + 100 * i for i in range(10)]
+    assert f"oom_reaper: unable to reap pid:{t.pid} (a)" in k.dmesg()
+    assert "oom_reaper: reaped process" not in k.dmesg()
+    mm = t.mm
+    assert mm.flags >> 21 & 1  # MMF_OOM_SKIP
+    assert mm.rss_stat[1] == 16  # N's VMA kept its 16 pages; the 120 MiB were reaped
+    assert k.now_ms == t0 + 2000
+    k.check()
+    k.wake_up_process(t)  # the victim finally runs and dies
+    assert t.state in ("Z", "X") and t.mm is None
+    assert hog.state == "R"
+    k.check()
+
+
+def test_mmu_notifier_s9_oom_reaper_reaps_when_nothing_blocks():
+    k, t, b, N, hog = _oom_setup(None)
+    k.run(1000)
+    log = k.dmesg()
+    assert f"oom_reaper: reaped process {t.pid} (a), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB" in log
+    assert "unable to reap" not in log
+    assert [c[:4] for c in N.calls if c[0] == MMU_NOTIFY_UNMAP] == [(MMU_NOTIFY_UNMAP, 0, b, b + 0x10000)]
+    assert t.mm.get_mm_rss() == 0 and t.mm.flags >> 21 & 1
+    k.wake_up_process(t)
     k.check()
 
 
