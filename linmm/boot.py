@@ -6,7 +6,7 @@ import numpy as np
 
 from .mm.memory_model import (PAGES_PER_SECTION, PFN_SECTION_SHIFT, SECTION_HAS_MEM_MAP,
                               SECTION_IS_EARLY, SECTION_IS_ONLINE, SECTION_MARKED_PRESENT,
-                              STRUCT_PAGE_SIZE, ZONE_DMA, ZONE_DMA32, ZONE_MOVABLE, ZONE_NAMES,
+                              STRUCT_PAGE_SIZE, ZONE_DEVICE, ZONE_DMA, ZONE_DMA32, ZONE_HIGHMEM, ZONE_MOVABLE,
                               ZONE_NORMAL)
 from .mm.gfp import MIGRATE_MOVABLE
 from .mm.mm_types import MmStruct
@@ -58,6 +58,7 @@ def find_zone_movable_pfns_for_nodes(k) -> dict[int, int]:
     if not required_kernelcore or required_kernelcore >= totalpages:
         return {}
     movable_zone = ZONE_NORMAL if lay.max_pfn > (1 << 20) else ZONE_DMA32
+    k.movable_zone_type = movable_zone
     usable_startpfn = lay.zone_windows[movable_zone][0]
     nids = sorted({n for _, _, n in lay.memory})
     zmp = dict.fromkeys(nids, 0)
@@ -105,20 +106,20 @@ def setup_zones(k) -> None:
         pg.node_present_pages = sum(e - s for s, e in mem)
         for z in pg.node_zones:
             if lay.explicit_zones is not None:
-                span = lay.explicit_zones[pg.node_id].get(z.idx)
+                span = lay.explicit_zones[pg.node_id].get(z.type)
                 if span is None:
                     continue
                 lo, hi = span
             else:
                 zmp = k.zone_movable_pfn.get(pg.node_id, 0)
-                if z.idx == ZONE_MOVABLE:
+                if z.type == ZONE_MOVABLE:
                     if not zmp:
                         continue
                     lo, hi = zmp, pg.node_end_pfn
-                elif z.idx > ZONE_MOVABLE:
+                elif z.type > ZONE_MOVABLE:
                     continue
                 else:
-                    wlo, whi = lay.zone_windows[z.idx]
+                    wlo, whi = lay.zone_windows[z.type]
                     lo = max(wlo, pg.node_start_pfn)
                     hi = min(whi, pg.node_end_pfn)
                     if zmp and lo < zmp < hi:
@@ -218,17 +219,19 @@ def _log_zones(k, zeroed: int) -> None:
     if lay.explicit_zones is not None:
         return
     k.printk("Zone ranges:")
-    for idx in (ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, 4):
-        name = ZONE_NAMES[idx]
+    for z0 in k.pgdats[0].node_zones:  # every zone but Movable
+        if z0.type == ZONE_MOVABLE:
+            continue
+        name = z0.name
         spans = [(z.zone_start_pfn, z.zone_end_pfn) for pg in k.pgdats for z in pg.node_zones
-                 if z.idx == idx and z.spanned_pages]
-        if idx == 4 or not spans:
+                 if z.type == z0.type and z.spanned_pages]
+        if z0.type == ZONE_DEVICE or not spans:
             k.printk(f"  {name:<8} empty")
             continue
         lo = min(s for s, _ in spans)
         hi = max(e for _, e in spans)
-        if idx == ZONE_NORMAL:
-            hi = lay.max_pfn
+        if z0.type == (ZONE_HIGHMEM if ZONE_HIGHMEM in k.zone_index else ZONE_NORMAL):
+            hi = lay.max_pfn  # the highest zone reaches max_pfn
         k.printk(f"  {name:<8} [mem {lo << 12:#018x}-{(hi << 12) - 1:#018x}]")
     k.printk("Movable zone start for each node")
     for nid, pfn in sorted(k.zone_movable_pfn.items()):
@@ -250,7 +253,7 @@ def _log_zones(k, zeroed: int) -> None:
             memmap = (p * STRUCT_PAGE_SIZE + 4095) >> 12
             k.printk(f"  {z.name} zone: {memmap} pages used for memmap")
             freesize = z.present_pages - memmap
-            if z.idx == ZONE_DMA:
+            if z.type == ZONE_DMA:
                 dma_reserve = sum(max(0, min(e, 4096) - max(s, 1)) for s, e, _ in lay.reserved)
                 k.printk(f"  DMA zone: {dma_reserve} pages reserved")
                 freesize -= dma_reserve

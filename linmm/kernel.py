@@ -11,7 +11,7 @@ from .mm.madvise import Madvise
 from .mm.memory import Memory
 from .mm.memory_model import (PAGES_PER_SECTION, PFN_SECTION_SHIFT, SECTION_HAS_MEM_MAP,
                               SECTION_IS_EARLY, SECTION_IS_ONLINE, SECTION_MARKED_PRESENT, ZONE_DEVICE,
-                              ZONE_NAMES, Page, build_layout)
+                              Page, build_layout)
 from .mm.mlock import Mlock
 from .mm.mm_types import VM_ACCOUNT, VM_STACK_FLAGS, VM_WIPEONFORK, MmStruct, Vma
 from .mm.mmap import MmapOps
@@ -63,7 +63,8 @@ class Kernel:
         nr = (self.layout.max_pfn + PAGES_PER_SECTION - 1) & ~(PAGES_PER_SECTION - 1)
         self.memmap = MemMap(nr, self.config.memory_model == "sparsemem")
         self.frames = FrameStore(self.memmap)
-        self.pgdats = [PgData(n, self.config.cpus) for n in range(self.config.nr_nodes)]
+        self.pgdats = [PgData(n, self.config.cpus, self.config.arch) for n in range(self.config.nr_nodes)]
+        self.zone_index = {z.type: z.idx for z in self.pgdats[0].node_zones}  # zone type -> zone_idx
         for n, cpus in enumerate(self.layout.node_cpus):
             self.pgdats[n].cpus = cpus
         self.page_alloc = PageAllocator(self)
@@ -207,7 +208,11 @@ class Kernel:
             self.pgdats[int(nid)].vm_stat[item] += delta * int(cnt)
 
     def zone_name(self, idx: int) -> str:
-        return ZONE_NAMES[idx]
+        return self.pgdats[0].node_zones[idx].name
+
+    def gfp_zone(self, gfp: int) -> int:
+        """gfp_zone(): the highest zone index the request may use."""
+        return self.zone_index[G.gfp_zone(gfp, self.pgdats[0].zone_types)]
 
     def zonelist(self, nid: int) -> list:
         """build_zonelists(): nodes by distance, each node's managed zones high to low."""
@@ -219,7 +224,7 @@ class Kernel:
 
     def alloc_context(self, gfp: int, nid: int | None):
         nid = self.numa_node_id() if nid is None else nid
-        key = (G.gfp_zone(gfp), G.gfp_migratetype(gfp), nid)
+        key = (self.gfp_zone(gfp), G.gfp_migratetype(gfp), nid)
         ac = self._ac_cache.get(key)
         if ac is None:
             ac = AllocContext()
@@ -343,9 +348,8 @@ class Kernel:
     def page_to_nid(self, page: Page) -> int:
         return page._mm.page_to_nid(page.pfn)
 
-    @staticmethod
-    def is_zone_device_page(page: Page) -> bool:
-        return page._mm.page_zonenum(page.pfn) == ZONE_DEVICE
+    def is_zone_device_page(self, page: Page) -> bool:
+        return page._mm.page_zonenum(page.pfn) == self.zone_index.get(ZONE_DEVICE)
 
     def pfn_to_nid(self, pfn: int) -> int:
         return self.memmap.page_to_nid(pfn)

@@ -1,7 +1,7 @@
 """GFP flags and their zone / migratetype mapping (v5.7 include/linux/gfp.h)."""
 from __future__ import annotations
 
-from .memory_model import ZONE_DMA, ZONE_DMA32, ZONE_MOVABLE, ZONE_NORMAL
+from .memory_model import ARCH_ZONES, ZONE_DMA, ZONE_DMA32, ZONE_HIGHMEM, ZONE_MOVABLE, ZONE_NORMAL
 
 __GFP_DMA = 0x01
 __GFP_HIGHMEM = 0x02
@@ -69,14 +69,18 @@ _GFP_NAMES = [
 ]
 
 
-def gfp_zone(gfp: int) -> int:
-    """GFP_ZONE_TABLE for x86_64 (no ZONE_HIGHMEM: __GFP_HIGHMEM means Normal)."""
+def gfp_zone(gfp: int, zone_types: tuple = ARCH_ZONES["x86_64"]) -> int:
+    """GFP_ZONE_TABLE: the highest zone *type* a request may use.  Without
+    CONFIG_HIGHMEM __GFP_HIGHMEM means Normal; without ZONE_DMA32, DMA32 means
+    Normal (OPT_ZONE_HIGHMEM, OPT_ZONE_DMA32).  Kernel.gfp_zone() gives the index."""
     if gfp & __GFP_DMA:
         return ZONE_DMA
     if gfp & __GFP_DMA32:
-        return ZONE_DMA32
-    if gfp & __GFP_MOVABLE and gfp & __GFP_HIGHMEM:
-        return ZONE_MOVABLE
+        return ZONE_DMA32 if ZONE_DMA32 in zone_types else ZONE_NORMAL
+    if gfp & __GFP_HIGHMEM:
+        if gfp & __GFP_MOVABLE:
+            return ZONE_MOVABLE
+        return ZONE_HIGHMEM if ZONE_HIGHMEM in zone_types else ZONE_NORMAL
     return ZONE_NORMAL
 
 

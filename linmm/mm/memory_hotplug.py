@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import EBUSY, EINVAL
 from .gfp import MIGRATE_ISOLATE, MIGRATE_MOVABLE
 from .memory_model import (MAX_ORDER, PAGES_PER_SECTION, PAGES_PER_SUBSECTION, PFN_SECTION_SHIFT,
-                           SECTION_IS_ONLINE, ZONE_DMA, ZONE_MOVABLE, ZONE_NORMAL, pageblock_nr_pages)
+                           SECTION_IS_ONLINE, ZONE_MOVABLE, ZONE_NORMAL, pageblock_nr_pages)
 from .page import PG_lru, PG_reserved
 
 MMOP_OFFLINE, MMOP_ONLINE, MMOP_ONLINE_KERNEL, MMOP_ONLINE_MOVABLE = 0, 1, 2, 3
@@ -176,10 +176,10 @@ class MemoryHotplug:
     def zone_for_pfn_range(self, online_type: int, nid: int, start: int, nr: int):
         """default_kernel_zone_for_pfn / default_zone_for_pfn (v5.7)."""
         pg = self.k.pgdats[nid]
-        kernel = next((z for z in pg.node_zones[ZONE_DMA:ZONE_NORMAL + 1]
-                       if z.spanned_pages and z.zone_start_pfn < start + nr and start < z.zone_end_pfn),
-                      pg.node_zones[ZONE_NORMAL])
-        movable = pg.node_zones[ZONE_MOVABLE]
+        kernel = next((z for z in pg.node_zones if z.type <= ZONE_NORMAL
+                       and z.spanned_pages and z.zone_start_pfn < start + nr and start < z.zone_end_pfn),
+                      pg.zone_of(ZONE_NORMAL))
+        movable = pg.zone_of(ZONE_MOVABLE)
         if online_type == MMOP_ONLINE_KERNEL:
             return kernel
         if online_type == MMOP_ONLINE_MOVABLE:
@@ -197,7 +197,7 @@ class MemoryHotplug:
         default = self.zone_for_pfn_range(MMOP_ONLINE, nid, start, end - start)
         names = [default.name]
         for z in (self.zone_for_pfn_range(MMOP_ONLINE_KERNEL, nid, start, end - start),
-                  self.k.pgdats[nid].node_zones[ZONE_MOVABLE]):
+                  self.k.pgdats[nid].zone_of(ZONE_MOVABLE)):
             if z.name not in names:
                 names.append(z.name)
         return " ".join(names) + "\n"
@@ -256,7 +256,7 @@ class MemoryHotplug:
         while pfn < end:
             if mm.test(pfn, PG_reserved):
                 return pfn
-            if zone.idx == ZONE_MOVABLE:
+            if zone.type == ZONE_MOVABLE:
                 pfn += 1
                 continue
             if mm.PageBuddy(pfn):

@@ -29,10 +29,17 @@ VMEMMAP_START = 0xFFFFEA0000000000
 PAGE_OFFSET = 0xFFFF888000000000
 PHYSICAL_START = 16 << 20
 
-# zone indices, x86_64 order (mmzone.h)
-ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE, ZONE_DEVICE = range(5)
-MAX_NR_ZONES = 5
-ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable", "Device")
+# Zone types in the order of the kernel's enum zone_type.  An arch builds a
+# subset: x86_64 has no HighMem, i386 no DMA32 and no Device.  A zone's kernel
+# index (zone_idx(), page->flags, lowmem_reserve[], classzone_idx) is its
+# position in its arch's list; the types keep the order, so types compare
+# like indices.
+ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_HIGHMEM, ZONE_MOVABLE, ZONE_DEVICE = range(6)
+ZONE_TYPE_NAMES = ("DMA", "DMA32", "Normal", "HighMem", "Movable", "Device")
+ARCH_ZONES = {"x86_64": (ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE, ZONE_DEVICE),
+              "i386": (ZONE_DMA, ZONE_NORMAL, ZONE_HIGHMEM, ZONE_MOVABLE)}
+ARCH_ZONES["i386-pae"] = ARCH_ZONES["i386"]
+MAX_NR_ZONES = 5  # x86_64; PgData.max_nr_zones is the machine's
 
 
 def pfn_to_section_nr(pfn: int) -> int:
@@ -61,7 +68,7 @@ class Layout:
     init_range: tuple[int, int] | None = None  # freed at the end of boot
     max_pfn: int = 0
     image_parts: dict = field(default_factory=dict)
-    zone_windows: list[tuple[int, int]] = field(default_factory=list)  # per zone idx (vm layout)
+    zone_windows: dict[int, tuple[int, int]] = field(default_factory=dict)  # zone type -> pfns
     explicit_zones: list[dict] | None = None  # per node {zone_idx: (start, end)}
     node_cpus: list[list[int]] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
@@ -134,8 +141,8 @@ def build_layout(cfg) -> Layout:
             cur = nxt
     lay.node_cpus = [[c for c in range(cfg.cpus) if c * cfg.nodes // cfg.cpus == n]
                      for n in range(cfg.nodes)]
-    lay.zone_windows = [(0, MAX_DMA_PFN), (MAX_DMA_PFN, MAX_DMA32_PFN),
-                        (MAX_DMA32_PFN, 1 << 60), (0, 0), (0, 0)]
+    lay.zone_windows = {ZONE_DMA: (0, MAX_DMA_PFN), ZONE_DMA32: (MAX_DMA_PFN, MAX_DMA32_PFN),
+                        ZONE_NORMAL: (MAX_DMA32_PFN, 1 << 60)}
     _reserve_boot(cfg, lay)
     return lay
 

@@ -192,7 +192,7 @@ class MemRemap:
         pgmap.nid = nid
         if need_devmap_managed:
             self.devmap_managed_enable += 1
-        zone = k.pgdats[nid].node_zones[ZONE_DEVICE]
+        zone = k.pgdats[nid].zone_of(ZONE_DEVICE)
         self.move_pfn_range_to_zone(zone, start_pfn, nr_pages)
         self.memmap_init_zone_device(zone, start_pfn, nr_pages, pgmap)
         pgmap.live = True
@@ -219,7 +219,7 @@ class MemRemap:
         """Each page: zone Device and node links, PG_reserved, refcount 1, its pgmap."""
         mm = DeviceMemMap(pgmap, nr_pages)
         end = start_pfn + nr_pages
-        mm.set_page_links(start_pfn, end, ZONE_DEVICE, zone.zone_pgdat.node_id)
+        mm.set_page_links(start_pfn, end, zone.idx, zone.zone_pgdat.node_id)
         mm.flags[start_pfn:end] |= np.uint64(1 << PG_reserved)
         mm.refcount[start_pfn:end] = 1
         pgmap.memmap = mm
@@ -298,7 +298,7 @@ class MemRemap:
                     raise KernelBug(f"ZONE_DEVICE pfn {pfn:#x} of {pg} is not pfn_valid")
             mm = pg.memmap
             zones = (mm.flags.a >> np.uint64(mm.zones_pgoff)) & np.uint64(7)
-            if np.any(zones != ZONE_DEVICE):
+            if np.any(zones != k.zone_index[ZONE_DEVICE]):
                 raise KernelBug(f"{pg}: a page is not in ZONE_DEVICE")
             if np.any((mm.flags.a >> np.uint64(PG_reserved)) & np.uint64(1) == 0):
                 raise KernelBug(f"{pg}: a device page lost PG_reserved")

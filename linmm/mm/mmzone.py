@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 
 from .gfp import MIGRATE_PCPTYPES, MIGRATE_TYPES
-from .memory_model import MAX_NR_ZONES, MAX_ORDER, ZONE_NAMES
+from .memory_model import ARCH_ZONES, MAX_ORDER, ZONE_TYPE_NAMES
 
 WMARK_MIN, WMARK_LOW, WMARK_HIGH = 0, 1, 2
 ZONE_BOOSTED_WATERMARK = 1
@@ -53,18 +53,19 @@ class PerCpuPages:
 
 
 class Zone:
-    def __init__(self, pgdat: "PgData", idx: int, ncpus: int):
+    def __init__(self, pgdat: "PgData", idx: int, ztype: int, ncpus: int):
         self.zone_pgdat = pgdat
         self.node = pgdat.node_id
-        self.idx = idx
-        self.name = ZONE_NAMES[idx]
+        self.idx = idx      # zone_idx(): the position in node_zones
+        self.type = ztype   # ZONE_DMA ... ZONE_DEVICE
+        self.name = ZONE_TYPE_NAMES[ztype]
         self.zone_start_pfn = 0
         self.spanned_pages = 0
         self.present_pages = 0
         self.managed_pages = 0
         self._watermark = [0, 0, 0]
         self.watermark_boost = 0
-        self.lowmem_reserve = [0] * MAX_NR_ZONES
+        self.lowmem_reserve = [0] * len(pgdat.zone_types)
         self.free_area = [FreeArea() for _ in range(MAX_ORDER)]
         self.nr_reserved_highatomic = 0
         self.flags = 0
@@ -108,9 +109,12 @@ class Zone:
 class PgData:
     """pg_data_t: one NUMA node."""
 
-    def __init__(self, nid: int, ncpus: int):
+    def __init__(self, nid: int, ncpus: int, arch: str = "x86_64"):
         self.node_id = nid
-        self.node_zones = [Zone(self, i, ncpus) for i in range(MAX_NR_ZONES)]
+        self.zone_types = ARCH_ZONES[arch]
+        self.max_nr_zones = MAX_NR_ZONES = len(self.zone_types)
+        self.node_zones = [Zone(self, i, t, ncpus) for i, t in enumerate(self.zone_types)]
+        self._by_type = {z.type: z for z in self.node_zones}
         self.node_start_pfn = 0
         self.node_spanned_pages = 0
         self.node_present_pages = 0
@@ -129,6 +133,10 @@ class PgData:
 
     def __repr__(self) -> str:
         return f"<node {self.node_id}>"
+
+    def zone_of(self, ztype: int) -> Zone | None:
+        """The node's zone of a type (ZONE_NORMAL ...), None if the arch has none."""
+        return self._by_type.get(ztype)
 
     @property
     def node_end_pfn(self) -> int:

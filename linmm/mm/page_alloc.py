@@ -14,7 +14,7 @@ from ..errors import KernelBug
 from . import gfp as G
 from .gfp import (MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_PCPTYPES,
                   MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE)
-from .memory_model import MAX_ORDER, ZONE_NORMAL, pageblock_nr_pages, pageblock_order
+from .memory_model import MAX_ORDER, ZONE_DMA32, ZONE_NORMAL, pageblock_nr_pages, pageblock_order
 from .mmzone import WMARK_HIGH, WMARK_LOW, WMARK_MIN, ZONE_BOOSTED_WATERMARK, Zone
 from .page import PG_reported, PG_reserved
 from .watermark import ZoneWatermarks, fls, mult_frac, rounddown_pow_of_two  # noqa: F401
@@ -58,7 +58,8 @@ class PageAllocator(ZoneWatermarks):
         self.user_min_free_kbytes = -1
         self.watermark_scale_factor = 10
         self.watermark_boost_factor = 15000
-        self.lowmem_reserve_ratio = [256, 256, 32, 0, 0]
+        # sysctl_lowmem_reserve_ratio[] by zone index: DMA/DMA32 256, Normal 32, others 0
+        self.lowmem_reserve_ratio = [{0: 256, 1: 256, 2: 32}.get(t, 0) for t in k.pgdats[0].zone_types]
         self.percpu_pagelist_fraction = 0
         self.totalreserve_pages = 0
         self.zone_reclaim_mode = 0
@@ -478,8 +479,8 @@ class PageAllocator(ZoneWatermarks):
 
     def alloc_flags_nofragment(self, zone: Zone, gfp: int) -> int:
         flags = ALLOC_KSWAPD if gfp & G._GFP_KSWAPD_RECLAIM else 0
-        if zone is None or zone.idx != ZONE_NORMAL:
-            return flags
+        if zone is None or zone.type != ZONE_NORMAL or ZONE_DMA32 not in zone.zone_pgdat.zone_types:
+            return flags  # ALLOC_NOFRAGMENT needs CONFIG_ZONE_DMA32
         if len(self.k.pgdats) > 1 and not zone.zone_pgdat.node_zones[zone.idx - 1].populated_zone():
             return flags
         return flags | ALLOC_NOFRAGMENT
@@ -623,7 +624,7 @@ class PageAllocator(ZoneWatermarks):
             return pfn, False
         if order > PAGE_ALLOC_COSTLY_ORDER or gfp & (G._GFP_RETRY_MAYFAIL | G._GFP_THISNODE):
             return None, False
-        if ac.high_zoneidx < ZONE_NORMAL:
+        if ac.high_zoneidx < self.k.zone_index[ZONE_NORMAL]:
             return None, False
         if self.k.oom.out_of_memory(gfp, order):
             return None, True

@@ -1054,7 +1054,7 @@ class Slub(SlubDebug):
         if not self.numa or not s.remote_node_defrag_ratio:
             return None
         k = self.k
-        zone_max = G.gfp_zone(flags)
+        zone_max = k.gfp_zone(flags)
         seen = set()
         for zone in k.zonelist(k.numa_node_id()):
             if zone.idx > zone_max:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .memory_model import MAX_NR_ZONES, ZONE_NORMAL
+from .memory_model import ZONE_NORMAL
 from .mmzone import MAX_RECLAIM_RETRIES
 from .page import PG_active, PG_lru, PG_mlocked, PG_referenced, PG_swapbacked, PG_swapcache, PG_unevictable
 
@@ -282,7 +282,9 @@ class VmScan:
         if pgdat.kswapd_failures >= MAX_RECLAIM_RETRIES:
             return True
         pfmemalloc_reserve = free = 0
-        for z in pgdat.node_zones[:ZONE_NORMAL + 1]:
+        for z in pgdat.node_zones:
+            if z.type > ZONE_NORMAL:
+                break
             if not z.managed_pages or not self.zone_reclaimable_pages(z):
                 continue
             pfmemalloc_reserve += z.min_wmark_pages()
@@ -290,8 +292,9 @@ class VmScan:
         if not pfmemalloc_reserve:
             return True
         ok = free > pfmemalloc_reserve // 2
-        if not ok and pgdat.kswapd_classzone_idx > ZONE_NORMAL:
-            pgdat.kswapd_classzone_idx = ZONE_NORMAL
+        normal = self.k.zone_index[ZONE_NORMAL]
+        if not ok and pgdat.kswapd_classzone_idx > normal:
+            pgdat.kswapd_classzone_idx = normal
             self.wake_kswapd_thread(pgdat)
         return ok
 
@@ -300,7 +303,7 @@ class VmScan:
         if task is None or task.is_kthread:
             return False
         for z in ac.zones:
-            if z.idx > ZONE_NORMAL:
+            if z.type > ZONE_NORMAL:
                 continue
             if self.allow_direct_reclaim(z.zone_pgdat):
                 return False
@@ -309,10 +312,9 @@ class VmScan:
         return False
 
     def try_to_free_pages(self, order: int, gfp: int, ac) -> int:
-        from .gfp import gfp_zone
         self.throttle_direct_reclaim(gfp, ac)
-        reclaim_idx = gfp_zone(gfp)
         k = self.k
+        reclaim_idx = k.gfp_zone(gfp)
         k.vm_events["allocstall_" + k.zone_name(reclaim_idx).lower()] += 1
         sc = {"nr_to_reclaim": SWAP_CLUSTER_MAX, "nr_scanned": 0, "nr_reclaimed": 0,
               "reclaim_idx": reclaim_idx, "priority": DEF_PRIORITY}
@@ -349,7 +351,7 @@ class VmScan:
         if not zone.managed_pages:
             return
         pgdat = zone.zone_pgdat
-        if pgdat.kswapd_classzone_idx == MAX_NR_ZONES:
+        if pgdat.kswapd_classzone_idx == pgdat.max_nr_zones:
             pgdat.kswapd_classzone_idx = classzone_idx
         else:
             pgdat.kswapd_classzone_idx = max(pgdat.kswapd_classzone_idx, classzone_idx)
@@ -439,7 +441,7 @@ class VmScan:
 
     @staticmethod
     def kswapd_classzone_idx(pgdat, prev: int) -> int:
-        return prev if pgdat.kswapd_classzone_idx == MAX_NR_ZONES else pgdat.kswapd_classzone_idx
+        return prev if pgdat.kswapd_classzone_idx == pgdat.max_nr_zones else pgdat.kswapd_classzone_idx
 
     def kswapd_step(self, pgdat, now_ms: int) -> int | None:
         """One scheduling of kswapd(): returns ms until it runs again, None to sleep.
@@ -477,7 +479,7 @@ class VmScan:
         alloc_order = pgdat.kswapd_order
         classzone = self.kswapd_classzone_idx(pgdat, pgdat.ks_classzone)
         pgdat.kswapd_order = 0
-        pgdat.kswapd_classzone_idx = MAX_NR_ZONES
+        pgdat.kswapd_classzone_idx = pgdat.max_nr_zones
         reclaim_order = self.balance_pgdat(pgdat, alloc_order, classzone)
         if reclaim_order < alloc_order:
             pgdat.ks_alloc_order, pgdat.ks_reclaim_order = alloc_order, reclaim_order

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from .memory_model import MAX_NR_ZONES, ZONE_NORMAL
+from .memory_model import ZONE_HIGHMEM, ZONE_MOVABLE, ZONE_NORMAL
 from .mmzone import WMARK_HIGH, WMARK_LOW, WMARK_MIN, Zone
 
 
@@ -30,7 +30,7 @@ class ZoneWatermarks:
     def nr_free_buffer_pages(self) -> int:
         total = 0
         for z in self.k.zonelist(self.k.numa_node_id()):
-            if z.idx <= ZONE_NORMAL:
+            if z.type <= ZONE_NORMAL:
                 total += max(z.managed_pages - z.high_wmark_pages(), 0)
         return total
 
@@ -49,10 +49,12 @@ class ZoneWatermarks:
     def setup_per_zone_wmarks(self) -> None:
         pages_min = self.min_free_kbytes >> 2
         zones = self.k.all_zones()
-        lowmem = sum(z.managed_pages for z in zones)
+        lowmem = sum(z.managed_pages for z in zones if not self.is_highmem(z))
         for z in zones:
             tmp = pages_min * z.managed_pages // lowmem if lowmem else 0
-            z._watermark[WMARK_MIN] = tmp
+            # highmem needs few free pages of its own: MIN = clamp(managed/1024, 32, 128)
+            z._watermark[WMARK_MIN] = max(32, min(z.managed_pages // 1024, 128)) \
+                if self.is_highmem(z) else tmp
             tmp = max(tmp >> 2, mult_frac(z.managed_pages, self.watermark_scale_factor, 10000))
             z._watermark[WMARK_LOW] = z._watermark[WMARK_MIN] + tmp
             z._watermark[WMARK_HIGH] = z._watermark[WMARK_MIN] + tmp * 2
@@ -62,7 +64,7 @@ class ZoneWatermarks:
     def setup_per_zone_lowmem_reserve(self) -> None:
         ratio = self.lowmem_reserve_ratio
         for pgdat in self.k.pgdats:
-            for j in range(MAX_NR_ZONES):
+            for j in range(len(pgdat.node_zones)):
                 zone = pgdat.node_zones[j]
                 managed = zone.managed_pages
                 zone.lowmem_reserve[j] = 0
@@ -77,6 +79,11 @@ class ZoneWatermarks:
                         lower.lowmem_reserve[j] = managed // ratio[idx]
                     managed += lower.managed_pages
         self.calculate_totalreserve_pages()
+
+    def is_highmem(self, z) -> bool:
+        """is_highmem(): HighMem, and Movable when it was carved out of HighMem."""
+        return z.type == ZONE_HIGHMEM or (z.type == ZONE_MOVABLE and
+                                          getattr(self.k, "movable_zone_type", None) == ZONE_HIGHMEM)
 
     def calculate_totalreserve_pages(self) -> None:
         total = 0
