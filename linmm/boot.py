@@ -6,7 +6,7 @@ import numpy as np
 
 from .mm.memory_model import (PAGES_PER_SECTION, PFN_SECTION_SHIFT, SECTION_HAS_MEM_MAP,
                               SECTION_IS_EARLY, SECTION_IS_ONLINE, SECTION_MARKED_PRESENT,
-                              STRUCT_PAGE_SIZE, ZONE_DEVICE, ZONE_DMA, ZONE_DMA32, ZONE_HIGHMEM, ZONE_MOVABLE,
+                              ZONE_DEVICE, ZONE_DMA, ZONE_DMA32, ZONE_HIGHMEM, ZONE_MOVABLE,
                               ZONE_NORMAL)
 from .mm.gfp import MIGRATE_MOVABLE
 from .mm.mm_types import MmStruct
@@ -57,7 +57,10 @@ def find_zone_movable_pfns_for_nodes(k) -> dict[int, int]:
         required_kernelcore = max(required_kernelcore, totalpages - required_movablecore)
     if not required_kernelcore or required_kernelcore >= totalpages:
         return {}
-    movable_zone = ZONE_NORMAL if lay.max_pfn > (1 << 20) else ZONE_DMA32
+    if k.config.is_32bit:  # find_usable_zone_for_movable(): the highest non-empty zone
+        movable_zone = ZONE_HIGHMEM if lay.max_pfn > lay.max_low_pfn else ZONE_NORMAL
+    else:
+        movable_zone = ZONE_NORMAL if lay.max_pfn > (1 << 20) else ZONE_DMA32
     k.movable_zone_type = movable_zone
     usable_startpfn = lay.zone_windows[movable_zone][0]
     nids = sorted({n for _, _, n in lay.memory})
@@ -200,7 +203,8 @@ def boot(k) -> None:
         end = lay.max_pfn << 12
         mbs = next((m for m in (2048, 1024, 512, 256) if end % (m << 20) == 0), 128)
     k.memory_block_size = mbs << 20
-    k.printk(f"x86/mm: Memory block size: {mbs}MB")
+    if not cfg.is_32bit:  # probe_memory_block_size() is x86_64 code
+        k.printk(f"x86/mm: Memory block size: {mbs}MB")
     if lay.init_range is not None:
         k.zero_pfn = lay.init_range[1]  # first page of bss: empty_zero_page
         s, e = lay.init_range
@@ -250,7 +254,7 @@ def _log_zones(k, zeroed: int) -> None:
                 continue
             p = z.present_pages if z.spanned_pages > z.present_pages + (z.present_pages >> 4) \
                 else z.spanned_pages
-            memmap = (p * STRUCT_PAGE_SIZE + 4095) >> 12
+            memmap = (p * k.config.struct_page_size + 4095) >> 12
             k.printk(f"  {z.name} zone: {memmap} pages used for memmap")
             freesize = z.present_pages - memmap
             if z.type == ZONE_DMA:
@@ -272,4 +276,5 @@ def _log_memory(k) -> None:
     reserved = present - k.totalram_pages()
     k.printk(f"Memory: {free * 4}K/{present * 4}K available ({parts['code'] * 4}K kernel code, "
              f"{parts['rwdata'] * 4}K rwdata, {parts['rodata'] * 4}K rodata, {parts['init'] * 4}K init, "
-             f"{parts['bss'] * 4}K bss, {reserved * 4}K reserved, 0K cma-reserved)")
+             f"{parts['bss'] * 4}K bss, {reserved * 4}K reserved, 0K cma-reserved"
+             + (f", {k.totalhigh_pages() * 4}K highmem)" if k.config.is_32bit else ")"))

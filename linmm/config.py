@@ -54,6 +54,7 @@ def parse_cmdline(cmdline: str) -> dict[str, str | None]:
 _ARCHES = ("x86_64", "i386", "i386-pae")
 _MODELS = ("sparsemem-vmemmap", "sparsemem", "flatmem", "discontigmem")
 _ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable")
+_ZONE_NAMES_32 = ("DMA", "Normal", "HighMem", "Movable")
 
 
 @dataclass
@@ -68,7 +69,7 @@ class MachineConfig:
     ram: Any = "1G"
     nodes: Any = 1
     cpus: int = 1
-    memory_model: str = "sparsemem-vmemmap"
+    memory_model: str | None = None  # x86_64: "sparsemem-vmemmap", i386: "flatmem"
     arch: str = "x86_64"
     five_level: bool = False
     phys_bits: int = 46
@@ -84,14 +85,21 @@ class MachineConfig:
     trace_mm: bool = False
     swap: Any = None
     seed: int = 0
+    atomic_sleep_check: str = "strict"  # or "log" (CONFIG_DEBUG_ATOMIC_SLEEP: log, don't raise)
 
     def __post_init__(self) -> None:
         if self.arch not in _ARCHES:
             raise ConfigError(f"arch: unknown architecture {self.arch!r} (one of {', '.join(_ARCHES)})")
-        if self.arch != "x86_64":
-            raise ConfigError(f"arch: {self.arch!r} is not supported yet (only x86_64)")
+        if self.memory_model is None:
+            self.memory_model = "sparsemem-vmemmap" if self.arch == "x86_64" else "flatmem"
         if self.memory_model not in _MODELS:
             raise ConfigError(f"memory_model: unknown {self.memory_model!r} (one of {', '.join(_MODELS)})")
+        if self.is_32bit and self.memory_model != "flatmem":
+            why = "needs a 64-bit kernel" if self.memory_model == "sparsemem-vmemmap" else \
+                "is not modelled on i386 (its sections are 64 MiB)"
+            raise ConfigError(f"memory_model: {self.memory_model!r} {why}; i386 uses 'flatmem'")
+        if self.atomic_sleep_check not in ("strict", "log"):
+            raise ConfigError(f"atomic_sleep_check: 'strict' or 'log', got {self.atomic_sleep_check!r}")
         if not isinstance(self.cpus, int) or self.cpus < 1:
             raise ConfigError(f"cpus: must be a positive integer, got {self.cpus!r}")
         if not isinstance(self.cmdline, str):
@@ -122,7 +130,9 @@ class MachineConfig:
                 raise ConfigError(f"nodes: must be a positive integer or a list of nodes, got {self.nodes!r}")
             if self.layout != "vm":
                 raise ConfigError("layout: only 'vm' (the default) is supported yet")
-        if self.ram_bytes + (1 << 30) > 1 << self.max_physmem_bits:
+        if self.arch == "i386":
+            pass  # RAM above 4 GiB is simply not used (MAX_ARCH_PFN)
+        elif self.ram_bytes + (1 << 30) > 1 << self.max_physmem_bits:
             raise ConfigError(f"ram: more than 2^{self.max_physmem_bits} bytes")
         from .mm.memory_model import build_layout
         build_layout(self)  # every layout error (e.g. more nodes than sections) surfaces here
@@ -133,7 +143,15 @@ class MachineConfig:
 
     @property
     def max_physmem_bits(self) -> int:
-        return 52 if self.five_level else 46
+        return {"i386": 32, "i386-pae": 36}.get(self.arch, 52 if self.five_level else 46)
+
+    @property
+    def is_32bit(self) -> bool:
+        return self.arch != "x86_64"
+
+    @property
+    def struct_page_size(self) -> int:
+        return 32 if self.is_32bit else 64
 
     @property
     def nr_nodes(self) -> int:
@@ -157,14 +175,18 @@ class MachineConfig:
                 raise ConfigError(f"nodes[{i}]: expected a dict with a 'zones' dict")
             zs = {}
             for name, size in spec["zones"].items():
-                if name not in _ZONE_NAMES:
-                    raise ConfigError(f"zones.{name}: unknown zone (one of {', '.join(_ZONE_NAMES)})")
+                names = _ZONE_NAMES_32 if self.is_32bit else _ZONE_NAMES
+                if name not in names:
+                    raise ConfigError(f"zones.{name}: unknown zone (one of {', '.join(names)})")
                 b = parse_size(size, f"zones.{name}")
                 if b % 4096:
                     raise ConfigError(f"zones.{name}: {b} is not a multiple of 4096")
                 zs[name] = b
-            if zs.get("DMA", 0) > 4095 * 4096:
-                raise ConfigError("zones.DMA: larger than its window (4095 pages)")
+            dma_max = 4096 if self.is_32bit else 4095
+            if zs.get("DMA", 0) > dma_max * 4096:
+                raise ConfigError(f"zones.DMA: larger than its window ({dma_max} pages)")
+            if self.is_32bit and zs.get("Normal", 0) > (229376 - 4096) * 4096:
+                raise ConfigError("zones.Normal: larger than lowmem (225280 pages above DMA)")
             if zs.get("DMA32", 0) > 1044480 * 4096:
                 raise ConfigError("zones.DMA32: larger than its window (1044480 pages)")
             if i > 0 and (zs.get("DMA") or zs.get("DMA32")):

@@ -75,5 +75,14 @@ class WouldBlock(KernelBug):
     """The kernel would sleep here waiting for another context (model only)."""
 
 
+class KernelOops(KernelBug):
+    """A kernel access to an address with no page table entry ("BUG: unable to handle
+    page fault for address: ...")."""
+
+
+class KernelDeadlock(KernelBug):
+    """The caller would sleep forever: nothing else can run to wake it (model only)."""
+
+
 class ConfigError(ValueError):
     """A malformed machine configuration; the message names the field."""

@@ -7,6 +7,7 @@ from .config import MachineConfig
 from .errors import EINVAL, ENOMEM, ESRCH, Errno, KernelBug, Signal
 from .mm import gfp as G
 from .mm.fault import Fault
+from .mm.highmem_api import HighmemAPI
 from .mm.madvise import Madvise
 from .mm.memory import Memory
 from .mm.memory_model import (PAGES_PER_SECTION, PFN_SECTION_SHIFT, SECTION_HAS_MEM_MAP,
@@ -27,19 +28,18 @@ from .mm.rmap import Rmap
 from .mm.shmem import Shmem
 from .mm.util import Overcommit
 from .mm.vmscan import VmScan
-from .mm.vmstat import VM_EVENT_ITEMS
 from .sched import Scheduler
 from .task import Task
 
-STACK_TOP = 0x7FFFFFFFF000
-DEFAULT_BRK = 0x555555559000
+STACK_TOP = 0x7FFFFFFFF000      # TASK_SIZE_LOW (x86_64); i386: TASK_SIZE = PAGE_OFFSET
+DEFAULT_BRK = 0x555555559000    # after a PIE binary at ELF_ET_DYN_BASE (i386: 0x56555000)
 
 
 class AllocContext:
     __slots__ = ("zones", "preferred_zone", "classzone_idx", "high_zoneidx", "migratetype", "nid")
 
 
-class Kernel:
+class Kernel(HighmemAPI):
     """A booted machine.  ``Kernel(MachineConfig(ram="1G"))``."""
 
     def __init__(self, config: MachineConfig | None = None, **kw):
@@ -48,7 +48,9 @@ class Kernel:
         self.stat_interval = 1
         self._log: list[str] = []
         self._once: set[str] = set()
-        self.vm_events = dict.fromkeys(VM_EVENT_ITEMS, 0)
+        from .mm.memory_model import ARCH_ZONES
+        from .mm.vmstat import vm_event_items
+        self.vm_events = dict.fromkeys(vm_event_items(ARCH_ZONES[self.config.arch]), 0)
         self.tasks: dict[int, object] = {}
         self.mms: dict[int, MmStruct] = {}  # every mm_struct not yet __mmdrop'ed
         self.pending_mmdrops: list = []  # mmdrop_async work for a kworker
@@ -58,6 +60,12 @@ class Kernel:
         self._failslab = 0
         self._ac_cache: dict = {}
         self.layout = build_layout(self.config)
+        if self.config.is_32bit:
+            self.task_size = self.stack_top = 0xC0000000
+            self.default_brk = 0x56559000
+        else:
+            self.task_size = self.stack_top = STACK_TOP
+            self.default_brk = DEFAULT_BRK
         for line in self.layout.log:
             self.printk(line)
         nr = (self.layout.max_pfn + PAGES_PER_SECTION - 1) & ~(PAGES_PER_SECTION - 1)
@@ -85,8 +93,10 @@ class Kernel:
         self.sched = Scheduler(self)
         from .fs.procfs import ProcFs
         self.procfs = ProcFs(self)
+        from .mm.highmem import Highmem
         from .mm.memremap import MemRemap
         from .mm.sparse import Sparse
+        self.highmem = Highmem(self)
         self.sparse = Sparse(self)
         self.memremap = MemRemap(self)
         self.tainted = 0
@@ -170,9 +180,17 @@ class Kernel:
         return 0
 
     def might_sleep(self, file: str, line: int) -> None:
+        """___might_sleep(): a spinlock held or preemption off (kmap_atomic) is a BUG;
+        with MachineConfig(atomic_sleep_check="log") an atomic section only logs it."""
         ctx = self.current_ctx()
-        if ctx.held_locks:
-            raise KernelBug(f"BUG: sleeping function called from invalid context at {file}:{line}")
+        if ctx.held_locks or ctx.preempt_count:
+            msg = f"BUG: sleeping function called from invalid context at {file}:{line}"
+            if ctx.held_locks or self.config.atomic_sleep_check == "strict":
+                raise KernelBug(msg)
+            self.printk(msg)
+            self.printk(f"in_atomic(): 1, irqs_disabled(): 0, non_block: 0, pid: {ctx.pid}, "
+                        f"name: {ctx.comm}")
+            self.printk(f"preempt_count: {ctx.preempt_count:x}, expected: 0")
 
     def after_syscall(self, task) -> None:
         """Return to user space: no lock may be held; a pending SIGKILL kills the task."""
@@ -239,6 +257,9 @@ class Kernel:
 
     def totalram_pages(self) -> int:
         return sum(z.managed_pages for z in self.all_zones())
+
+    def totalhigh_pages(self) -> int:
+        return sum(z.managed_pages for z in self.all_zones() if self.page_alloc.is_highmem(z))
 
     def global_free_pages(self) -> int:
         return sum(z.vm_stat["nr_free_pages"] for z in self.all_zones())
@@ -571,7 +592,8 @@ class Kernel:
         mm = MmStruct(self, owner)
         self.pgt.pgd_alloc(mm)
         self.mms[mm.id] = mm
-        mm.mmap_base = STACK_TOP - (128 << 20)
+        mm.task_size = self.task_size
+        mm.mmap_base = self.stack_top - (128 << 20)
         return mm
 
     def mmgrab(self, mm: MmStruct, why: str = "") -> None:
@@ -677,18 +699,18 @@ class Kernel:
         mm = self.mm_alloc(t)
         t.mm = t.active_mm = mm
         self.tasks[t.pid] = t
-        mm.start_brk = mm.brk = DEFAULT_BRK
-        mm.start_data = mm.end_data = DEFAULT_BRK
+        mm.start_brk = mm.brk = self.default_brk
+        mm.start_data = mm.end_data = self.default_brk
         try:
-            stack = Vma(mm, STACK_TOP - 4096, STACK_TOP, VM_STACK_FLAGS)
+            stack = Vma(mm, self.stack_top - 4096, self.stack_top, VM_STACK_FLAGS)
             stack.vm_pgoff = stack.vm_start >> 12
             stack.vm_page_prot = vm_get_page_prot(stack.vm_flags)
             self.overcommit.security_vm_enough_memory_mm(mm, 1, t)
             self.mmap.vma_link(mm, stack)
             self.mmap.vm_stat_account(mm, stack.vm_flags, 1)
             stack.name = "[stack]"
-            self.mmap.expand_downwards(t, stack, STACK_TOP - 4096 - (128 << 10))
-            mm.start_stack = STACK_TOP - 4096
+            self.mmap.expand_downwards(t, stack, self.stack_top - 4096 - (128 << 10))
+            mm.start_stack = self.stack_top - 4096
         except Errno:
             self.tasks.pop(t.pid)
             raise
@@ -799,6 +821,9 @@ class Kernel:
         """End a TASK_UNINTERRUPTIBLE sleep; a pending SIGKILL then kills the task."""
         if task.state != "D":
             return
+        if task.is_kthread:  # runs again at the next k.run()
+            task.due = self.now_ms if task.due is None else task.due
+            return
         task.state = "R"
         if getattr(task, "pending_kill", False):
             task.pending_kill = False
@@ -835,10 +860,25 @@ class Kernel:
         release_mem_region(self.iomem_resource, start, n)
 
     # ------------------------------------------------------------ kernel threads and use_mm
-    def kthread_run(self, fn, name: str, cpu: int = 0):
-        """A kernel thread that runs fn(k) once at the next k.run(), then sleeps."""
+    def kthread_run(self, fn, name: str, cpu: int = 0, may_sleep: bool = False):
+        """A kernel thread that runs fn(k) once at the next k.run(), then sleeps.
+        may_sleep: fn may block on a wait queue (e.g. kmap with every pkmap slot busy):
+        the thread then sits in state "D" until woken, and resumes at a later k.run()."""
+        from .sched import Lockstep
         t = self.sched.kthread_create(name, None, cpu)
-        t.fn = lambda now: fn(self)
+        if may_sleep:
+            t.lockstep = Lockstep(lambda: fn(self))
+
+            def step(now, t=t):
+                t.state = "R"
+                if t.lockstep.run():
+                    t.state = "S"  # finished: sleeps for good
+                    return None
+                t.state = "D"
+                return None
+            t.fn = step
+        else:
+            t.fn = lambda now: fn(self)
         t.due = self.now_ms
         return t
 
@@ -875,12 +915,55 @@ class Kernel:
             raise KernelBug(f"{op} from {ctx.comm}/{ctx.pid}, which has no mm (use_mm first)")
         return ctx
 
-    def copy_to_user(self, addr: int, data: bytes) -> None:
-        """Write user memory of the current context's mm (faults as the user would)."""
-        self.access_process_vm(self._user_ctx("copy_to_user"), addr, len(data), bytes(data))
+    def copy_to_user(self, addr: int, data: bytes) -> int:
+        """Write user memory of the current context's mm (faults as the user would);
+        returns the bytes not copied: 0, or with page faults disabled (inside
+        kmap_atomic) the part from the first page that would need a fault."""
+        ctx = self._user_ctx("copy_to_user")
+        data = bytes(data)
+        if ctx.pagefault_disabled:
+            return self._copy_user_nofault(ctx.mm, addr, len(data), data, None)
+        self.access_process_vm(ctx, addr, len(data), data)
+        return 0
 
-    def copy_from_user(self, addr: int, n: int) -> bytes:
-        return self.access_process_vm(self._user_ctx("copy_from_user"), addr, n, None)
+    def copy_from_user(self, addr: int, n: int, out: bytearray | None = None):
+        """Read user memory.  Kernel form: with ``out`` (a bytearray of n bytes) fill it and
+        return the bytes not copied (the rest zero-filled); without it, return the bytes
+        (EFAULT if page faults are disabled and a page is not present)."""
+        ctx = self._user_ctx("copy_from_user")
+        if ctx.pagefault_disabled:
+            buf = bytearray(n)
+            left = self._copy_user_nofault(ctx.mm, addr, n, None, buf)
+            if out is None:
+                if left:
+                    from .errors import EFAULT
+                    raise EFAULT("copy_from_user: page faults are disabled")
+                return bytes(buf)
+            out[:n] = buf
+            return left
+        data = self.access_process_vm(ctx, addr, n, None)
+        if out is None:
+            return data
+        out[:n] = data
+        return 0
+
+    def _copy_user_nofault(self, mm, addr: int, n: int, data: bytes | None, buf) -> int:
+        """__copy_{to,from}_user_inatomic(): stop at the first page whose PTE would fault."""
+        from .mm.pgtable import PMD_SHIFT, pte_pfn, pte_present, pte_write
+        a, end = addr, addr + n
+        while a < end:
+            page_end = min((a | 0xFFF) + 1, end)
+            t = mm.pte_tables.get(a >> PMD_SHIFT)
+            pte = int(t.entries[(a >> 12) & 511]) if t is not None else 0
+            if not pte_present(pte) or (data is not None and not pte_write(pte)):
+                return end - a
+            pfn, off = pte_pfn(pte), a & 0xFFF
+            if data is not None:
+                self.frames.write(pfn, off, data[a - addr:page_end - addr])
+            else:
+                buf[a - addr:page_end - addr] = self.frames.read(pfn, off, page_end - a)
+            a = page_end
+        return 0
 
     def mm_refs(self, mm=None) -> list[dict]:
         """Per live mm: owner pid, mm_users, mm_count and who holds them."""

@@ -156,7 +156,8 @@ def e820_reserve_resources(layout, phys_bits: int) -> Resource:
         entries += [(e.start, e.end, "Reserved", IORESOURCE_MEM | busy)
                     for e in layout.e820_bios if e.type == "reserved"]
         entries += [(max(e.start, 0x1000), e.end, "System RAM", IORESOURCE_SYSTEM_RAM | busy)
-                    for e in layout.e820_bios if e.type == "usable" and e.end > max(e.start, 0x1000)]
+                    for e in layout.e820_bios if e.type == "usable" and e.end > max(e.start, 0x1000)
+                    and e.end - 1 <= root.end]  # 32-bit resource_size_t: nothing above 4 GiB
     else:
         entries += [(s << 12, e << 12, "System RAM", IORESOURCE_SYSTEM_RAM | busy)
                     for s, e, _ in layout.memory]

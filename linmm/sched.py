@@ -25,6 +25,8 @@ class Context:
         self.active_mm = None
         self.cpu = 0
         self.held_locks: list = []
+        self.preempt_count = 0       # kmap_atomic / preempt_disable depth
+        self.pagefault_disabled = 0  # pagefault_disable depth
         self.pt_exempt = 0
         self.state = "R"
         self.pf_memalloc = False
@@ -51,6 +53,48 @@ class KThread(Context):
         self.fn = fn  # fn(now_ms) -> ms until next run, or None to sleep
         self.cpu = cpu
         self.due: int | None = None  # simulated ms when it runs next; None = sleeping
+
+
+class Lockstep:
+    """A kernel thread body that may sleep (wait queues): it runs on its own host
+    thread, but only while the simulation hands it the CPU, so runs stay
+    deterministic.  ``sleep()`` (from inside the body) gives the CPU back until
+    the thread is woken and scheduled again."""
+
+    def __init__(self, body: Callable[[], None]):
+        import threading
+        self._body = body
+        self._go = threading.Semaphore(0)
+        self._back = threading.Semaphore(0)
+        self._thread: threading.Thread | None = None
+        self.done = False
+        self.error: BaseException | None = None
+
+    def _main(self) -> None:
+        self._go.acquire()
+        try:
+            self._body()
+        except BaseException as e:  # noqa: BLE001 - handed to the scheduling thread
+            self.error = e
+        self.done = True
+        self._back.release()
+
+    def run(self) -> bool:
+        """Run the body until it sleeps (False) or ends (True); its error is raised here."""
+        import threading
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._main, daemon=True)
+            self._thread.start()
+        self._go.release()
+        self._back.acquire()
+        if self.error is not None:
+            e, self.error = self.error, None
+            raise e
+        return self.done
+
+    def sleep(self) -> None:
+        self._back.release()
+        self._go.acquire()
 
 
 class Cpu:
@@ -97,8 +141,9 @@ class Scheduler:
         prev = cpu.curr
         if prev is nxt:
             return
-        if prev.held_locks:
-            raise KernelBug(f"BUG: scheduling while atomic: {prev.comm}/{prev.pid}")
+        if prev.held_locks or prev.preempt_count:
+            raise KernelBug(f"BUG: scheduling while atomic: {prev.comm}/{prev.pid}/"
+                            f"{prev.preempt_count:#010x}")
         if nxt.mm is None:  # to kernel
             self.enter_lazy_tlb(cpu)
             nxt.active_mm = prev.active_mm

@@ -225,6 +225,13 @@ class ProcFs:
         kb("Inactive(file)", node["nr_inactive_file"])
         kb("Unevictable", node["nr_unevictable"])
         kb("Mlocked", zsum["nr_mlock"])
+        if k.highmem.enabled:  # CONFIG_HIGHMEM
+            high = k.totalhigh_pages()
+            freehigh = sum(z.vm_stat["nr_free_pages"] for z in zones if k.page_alloc.is_highmem(z))
+            kb("HighTotal", high)
+            kb("HighFree", freehigh)
+            kb("LowTotal", total - high)
+            kb("LowFree", free - freehigh)
         kb("SwapTotal", k.total_swap_pages())
         kb("SwapFree", k.total_swap_pages())
         kb("Dirty", node["nr_dirty"])
@@ -243,7 +250,8 @@ class ProcFs:
         kb("WritebackTmp", node["nr_writeback_temp"])
         kb("CommitLimit", k.overcommit.vm_commit_limit())
         kb("Committed_AS", k.overcommit.vm_committed_as)
-        lines.append(f"{'VmallocTotal:':<16}{34359738367:8d} kB\n")
+        h = k.highmem
+        lines.append(f"{'VmallocTotal:':<16}{(h.vmalloc_end - h.vmalloc_start) >> 10 if h.enabled else 34359738367:8d} kB\n")
         kb("VmallocUsed", 0)
         kb("VmallocChunk", 0)
         kb("Percpu", 0)
@@ -255,9 +263,10 @@ class ProcFs:
         kb("FilePmdMapped", node["nr_file_pmdmapped"] * 512)
         lines.append(f"HugePages_Total:   {0:5d}\nHugePages_Free:    {0:5d}\n"
                      f"HugePages_Rsvd:    {0:5d}\nHugePages_Surp:    {0:5d}\n")
-        lines.append(f"Hugepagesize:   {2048:8d} kB\nHugetlb:        {0:8d} kB\n")
+        huge = 4096 if k.config.arch == "i386" else 2048  # non-PAE huge pages are 4 MiB
+        lines.append(f"Hugepagesize:   {huge:8d} kB\nHugetlb:        {0:8d} kB\n")
         d4k, d2m, d1g = self.direct_map()
-        lines.append(f"DirectMap4k:    {d4k:8d} kB\nDirectMap2M:    {d2m:8d} kB\n")
+        lines.append(f"DirectMap4k:    {d4k:8d} kB\nDirectMap{'4M' if huge == 4096 else '2M'}:    {d2m:8d} kB\n")
         if d1g:
             lines.append(f"DirectMap1G:    {d1g:8d} kB\n")
         return "".join(lines)
@@ -280,6 +289,21 @@ class ProcFs:
         """split_mem_range() over the mapped RAM: 4k head/tail, 2M, 1G (gbpages) (kB)."""
         k = self.k
         ranges = [(0, 0x100000)] + [(e.start, e.end) for e in k.layout.e820 if e.end > 0x100000]
+        if k.highmem.enabled:  # i386 maps lowmem only, with 4M (PAE: 2M) pages, no 1G
+            low = k.layout.max_low_pfn << 12
+            big = (4 << 20) if k.config.arch == "i386" else (2 << 20)
+            m4k = mbig = 0
+            for s, e in ranges:
+                s, e = s, min(e, low)
+                if e <= s:
+                    continue
+                s2, e2 = min(e, (s + big - 1) & ~(big - 1)), e & ~(big - 1)
+                if e2 <= s2:
+                    m4k += e - s
+                else:
+                    m4k += (s2 - s) + (e - e2)
+                    mbig += e2 - s2
+            return m4k >> 10, mbig >> 10, 0
         merged = []
         for s, e in sorted(ranges):
             s = max(s, merged[-1][1]) if merged and s < merged[-1][1] else s

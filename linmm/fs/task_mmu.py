@@ -43,7 +43,12 @@ def map_line(mm, vma) -> str:
     if name is None:
         return line + "\n"
     line = line[:-1]
-    return line + " " * max(0, 72 - len(line)) + " " + name + "\n"
+    return line + " " * max(0, _pad(mm) - len(line)) + " " + name + "\n"
+
+
+def _pad(mm) -> int:
+    """seq_pad() column of show_map_vma(): 25 + sizeof(void *) * 6 - 1."""
+    return 48 if mm.task_size <= 1 << 32 else 72
 
 
 def proc_pid_maps(k, task) -> str:
@@ -162,7 +167,7 @@ def proc_pid_smaps_rollup(k, task) -> str:
     start = mm.vmas[0].vm_start if mm.vmas else 0
     end = mm.vmas[-1].vm_end if mm.vmas else 0
     head = f"{start:08x}-{end:08x} ---p 00000000 00:00 0"
-    return head + " " * max(0, 72 - len(head)) + " [rollup]\n" + _smaps_block(mss, True)
+    return head + " " * max(0, _pad(mm) - len(head)) + " [rollup]\n" + _smaps_block(mss, True)
 
 
 def proc_pid_status(k, task) -> str:

@@ -28,6 +28,7 @@ def check_kernel(k) -> None:
     if getattr(k, "slub", None) is not None:
         k.slub.check()
     k.sparse.check()
+    k.highmem.check()
     k.memremap.check()
     from . import page_frag, page_owner, page_reporting
     page_owner.check(k)

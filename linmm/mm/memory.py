@@ -9,6 +9,7 @@ from ..errors import KernelBug
 from . import gfp as G
 from .mm_types import (MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, VM_HUGETLB, VM_LOCKED,
                        VM_MIXEDMAP, VM_PFNMAP, VM_SEQ_READ, VM_SHARED, VM_WRITE, Vma)
+from .memory_model import Page
 from .mmu_gather import MmuGather
 from .mmu_notifier import (MMU_NOTIFY_CLEAR, MMU_NOTIFY_PROTECTION_PAGE, MMU_NOTIFY_UNMAP,
                            MmuNotifierRange)
@@ -169,7 +170,10 @@ class Memory:
                 k.put_page(old)
             return VM_FAULT_OOM
         if old is not None:
-            k.frames.copy(new, old)
+            if k.highmem.enabled:  # copy_user_highpage(): both pages through kmap_atomic
+                k.copy_user_highpage(Page(new, k.memmap), Page(old, k.memmap), addr, vma)
+            else:
+                k.frames.copy(new, old)
         rng = MmuNotifierRange(MMU_NOTIFY_CLEAR, 0, vma, mm, addr, addr + 4096)
         k.mmu_notifiers.invalidate_range_start(rng)
         ptl = self._ptl(mm, t)

@@ -67,6 +67,7 @@ class Layout:
     reserved: list[tuple[int, int, str]] = field(default_factory=list)  # boot reservations
     init_range: tuple[int, int] | None = None  # freed at the end of boot
     max_pfn: int = 0
+    max_low_pfn: int = 0  # the end of lowmem (= max_pfn without HIGHMEM)
     image_parts: dict = field(default_factory=dict)
     zone_windows: dict[int, tuple[int, int]] = field(default_factory=dict)  # zone type -> pfns
     explicit_zones: list[dict] | None = None  # per node {zone_idx: (start, end)}
@@ -125,6 +126,10 @@ def build_layout(cfg) -> Layout:
     if mem:
         limit = parse_mem(mem) >> PAGE_SHIFT
         ranges = [(s, min(e, limit)) for s, e in ranges if s < limit]
+    if cfg.is_32bit:
+        ranges = find_low_pfn_range(cfg, lay, ranges)
+    else:
+        lay.max_low_pfn = ranges[-1][1]
     lay.e820 = [E820Entry(s << PAGE_SHIFT, e << PAGE_SHIFT, "usable") for s, e in ranges]
     lay.max_pfn = ranges[-1][1]
     present_secs = sorted({sec for s, e in ranges
@@ -141,10 +146,64 @@ def build_layout(cfg) -> Layout:
             cur = nxt
     lay.node_cpus = [[c for c in range(cfg.cpus) if c * cfg.nodes // cfg.cpus == n]
                      for n in range(cfg.nodes)]
-    lay.zone_windows = {ZONE_DMA: (0, MAX_DMA_PFN), ZONE_DMA32: (MAX_DMA_PFN, MAX_DMA32_PFN),
-                        ZONE_NORMAL: (MAX_DMA32_PFN, 1 << 60)}
+    if cfg.is_32bit:
+        lay.zone_windows = {ZONE_DMA: (0, MAX_DMA_PFN), ZONE_NORMAL: (MAX_DMA_PFN, lay.max_low_pfn),
+                            ZONE_HIGHMEM: (lay.max_low_pfn, 1 << 60)}
+    else:
+        lay.zone_windows = {ZONE_DMA: (0, MAX_DMA_PFN), ZONE_DMA32: (MAX_DMA_PFN, MAX_DMA32_PFN),
+                            ZONE_NORMAL: (MAX_DMA32_PFN, 1 << 60)}
     _reserve_boot(cfg, lay)
     return lay
+
+
+def maxmem_pfn(cfg) -> int:
+    """MAXMEM_PFN (i386): 1 GiB of kernel space minus __VMALLOC_RESERVE (128 MiB, or
+    vmalloc= plus the 8 MiB VMALLOC_OFFSET guard): 896 MiB by default (highmem.md)."""
+    reserve = 128 << 20
+    if cfg.params.get("vmalloc"):
+        reserve = parse_mem(cfg.params["vmalloc"]) + (8 << 20)
+    return max(0, (1 << 30) - reserve) >> PAGE_SHIFT
+
+
+def find_low_pfn_range(cfg, lay: Layout, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """i386 (arch/x86/mm/init_32.c): max_pfn stops at MAX_ARCH_PFN (4 GiB, 64 GiB with
+    PAE); lowmem ends at MAXMEM_PFN or earlier when highmem= asks for a HighMem zone;
+    logs "%ldMB HIGHMEM available." and "%ldMB LOWMEM available." (initmem_init)."""
+    max_arch = 1 << ((36 if cfg.arch == "i386-pae" else 32) - PAGE_SHIFT)
+    ranges = [(s, min(e, max_arch)) for s, e in ranges if s < max_arch]
+    max_pfn = ranges[-1][1]
+    maxmem = maxmem_pfn(cfg)
+    hp = parse_mem(cfg.params["highmem"]) >> PAGE_SHIFT if cfg.params.get("highmem") else -1
+    mb = lambda pages: pages >> (20 - PAGE_SHIFT)  # noqa: E731 (pages_to_mb)
+    if max_pfn <= maxmem:  # lowmem_pfn_init()
+        max_low = max_pfn
+        hp = max(hp, 0)
+        if hp >= max_pfn:
+            lay.log.append(f"highmem size ({mb(hp)}MB) is bigger than pages available ({mb(max_pfn)}MB)!")
+            hp = 0
+        if hp:
+            if max_low - hp < (64 << 20) >> PAGE_SHIFT:
+                lay.log.append(f"highmem size ({mb(hp)}MB) results in <64MB lowmem, ignoring it!")
+                hp = 0
+            max_low -= hp
+    else:  # highmem_pfn_init()
+        max_low = maxmem
+        if hp == -1:
+            hp = max_pfn - maxmem
+        if hp + maxmem < max_pfn:
+            max_pfn = maxmem + hp
+        if hp + maxmem > max_pfn:
+            lay.log.append(f"only {mb(max_pfn - maxmem)}MB highmem pages available, ignoring highmem "
+                           f"size of {mb(hp)}MB!")
+        if cfg.arch == "i386" and max_pfn > 1 << 20:  # dead in v5.7: MAX_ARCH_PFN caps it first
+            max_pfn = 1 << 20
+            lay.log.append("Warning: only 4GB will be used. Use a HIGHMEM64G enabled kernel!")
+        ranges = [(s, min(e, max_pfn)) for s, e in ranges if s < max_pfn]
+    lay.max_low_pfn = max_low
+    highstart = max_low if max_pfn > max_low else max_pfn
+    lay.log.append(f"{mb(max_pfn - highstart)}MB HIGHMEM available.")
+    lay.log.append(f"{mb(max_low)}MB LOWMEM available.")
+    return ranges
 
 
 def parse_mem(text: str) -> int:
@@ -176,10 +235,12 @@ def _reserve_boot(cfg, lay: Layout) -> None:
         if cfg.memory_model in ("flatmem", "discontigmem"):  # one mem_map over the node span
             s0 = min(s for s, _, n in lay.memory if n == nid) & ~1023
             e0 = (max(e for _, e, n in lay.memory if n == nid) + 1023) & ~1023
-            need = ((e0 - s0) * STRUCT_PAGE_SIZE + PAGE_SIZE - 1) >> PAGE_SHIFT
+            need = ((e0 - s0) * cfg.struct_page_size + PAGE_SIZE - 1) >> PAGE_SHIFT
         else:
             need = len(secs) * (PAGES_PER_SECTION * STRUCT_PAGE_SIZE >> PAGE_SHIFT)
-        for s, e, n in reversed([r for r in lay.memory if r[2] == nid]):
+        # memblock allocates top-down below its limit: lowmem on i386
+        for s, e, n in reversed([(s, min(e, lay.max_low_pfn), n) for s, e, n in lay.memory
+                                 if n == nid and s < lay.max_low_pfn]):
             take = min(need, e - s)
             if take:
                 lay.reserved.append((e - take, e, "memmap"))
@@ -190,6 +251,8 @@ def _reserve_boot(cfg, lay: Layout) -> None:
 
 def _explicit_layout(cfg, lay: Layout) -> Layout:
     """Explicit zones: each zone one range at its window, no holes, no reservations."""
+    if cfg.is_32bit:
+        return _explicit_layout_32(cfg, lay)
     lay.explicit_zones = []
     prev_end = 0
     for nid, zs in enumerate(cfg.node_zones):
@@ -213,13 +276,38 @@ def _explicit_layout(cfg, lay: Layout) -> Layout:
                 prev_end = cur
         lay.explicit_zones.append(spans)
     lay.memory.sort()
-    lay.max_pfn = max(e for _, e, _ in lay.memory)
+    lay.max_pfn = lay.max_low_pfn = max(e for _, e, _ in lay.memory)
     n = len(cfg.node_zones)
     lay.node_cpus = []
     for nid in range(n):
         given = cfg.node_cpus[nid]
         lay.node_cpus.append(list(given) if given is not None else
                              [c for c in range(cfg.cpus) if c * n // cfg.cpus == nid])
+    lay.e820 = [E820Entry(s << PAGE_SHIFT, e << PAGE_SHIFT, "usable") for s, e, _ in lay.memory]
+    return lay
+
+
+def _explicit_layout_32(cfg, lay: Layout) -> Layout:
+    """i386 explicit zones (one node): DMA from pfn 0, Normal from 4096, HighMem from
+    MAXMEM_PFN (a smaller Normal leaves a hole), Movable after HighMem."""
+    if len(cfg.node_zones) != 1:
+        raise ConfigError("nodes: an explicit i386 layout has one node")
+    zs = cfg.node_zones[0]
+    maxmem = maxmem_pfn(cfg)
+    spans = {}
+    cur = 0
+    for name, idx, base in (("DMA", ZONE_DMA, 0), ("Normal", ZONE_NORMAL, MAX_DMA_PFN),
+                            ("HighMem", ZONE_HIGHMEM, maxmem), ("Movable", ZONE_MOVABLE, None)):
+        n = zs.get(name, 0) >> PAGE_SHIFT
+        start = cur if base is None else max(base, cur)
+        if n:
+            spans[idx] = (start, start + n)
+            lay.memory.append((start, start + n, 0))
+            cur = start + n
+    lay.explicit_zones = [spans]
+    lay.max_pfn = cur
+    lay.max_low_pfn = min(cur, maxmem)
+    lay.node_cpus = [list(cfg.node_cpus[0]) if cfg.node_cpus[0] is not None else list(range(cfg.cpus))]
     lay.e820 = [E820Entry(s << PAGE_SHIFT, e << PAGE_SHIFT, "usable") for s, e, _ in lay.memory]
     return lay
 

@@ -33,7 +33,11 @@ class Migrate:
         vs = k.vmscan
         vs.del_page_from_lru_list(old, vs.page_lru(old))
         mm.clear(old, PG_lru)
-        k.frames.copy(new, old)
+        if k.highmem.enabled:  # migrate_page_copy() -> copy_highpage()
+            from .memory_model import Page
+            k.copy_highpage(Page(new, k.memmap), Page(old, k.memmap))
+        else:
+            k.frames.copy(new, old)
         for f in _MOVED_FLAGS:
             if mm.test(old, f):
                 mm.set(new, f)

@@ -4,14 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import EINVAL, ENOMEM
-from .mmap import TASK_SIZE
 from .pgtable import PMD_SHIFT
 
 
 def do_mincore(k, task, start: int, length: int) -> bytes:
     if start & 0xFFF:
         raise EINVAL("mincore: unaligned start")
-    if start + length > TASK_SIZE or start + length < start:
+    if start + length > task.mm.task_size or start + length < start:
         raise ENOMEM("mincore: range beyond the user address space")
     pages = (length >> 12) + (1 if length & 0xFFF else 0)
     out = np.zeros(pages, np.uint8)

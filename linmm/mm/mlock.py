@@ -12,7 +12,6 @@ from .mm_types import (VM_EXEC, VM_HUGETLB, VM_IO, VM_LOCKED, VM_LOCKED_CLEAR_MA
 from .page import PG_lru, PG_mlocked, PG_unevictable
 from .pgtable import PMD_SHIFT, pte_present, pte_write
 
-TASK_SIZE = 0x7FFFFFFFF000
 
 
 class Mlock:
@@ -297,7 +296,7 @@ class Mlock:
             raise ENOMEM("mlockall: total_vm over RLIMIT_MEMLOCK")
         self.apply_mlockall_flags(task, flags)
         if flags & MCL_CURRENT:
-            self.mm_populate(task, 0, TASK_SIZE)
+            self.mm_populate(task, 0, task.mm.task_size)
 
     def apply_mlockall_flags(self, task, flags: int) -> None:
         mm = task.mm

@@ -230,10 +230,11 @@ class MmapOps:
 
     # ------------------------------------------------------------ address space
     def get_unmapped_area(self, mm: MmStruct, addr: int, length: int, flags: int) -> int:
-        if length > TASK_SIZE:
+        task_size = mm.task_size
+        if length > task_size:
             raise ENOMEM("get_unmapped_area: length")
         if flags & MAP_FIXED:
-            if length > TASK_SIZE - self.mmap_min_addr or addr > TASK_SIZE - length:
+            if length > task_size - self.mmap_min_addr or addr > task_size - length:
                 raise ENOMEM("get_unmapped_area: fixed")
             if addr & ~PAGE_MASK:
                 raise EINVAL("get_unmapped_area: unaligned")
@@ -241,11 +242,11 @@ class MmapOps:
         if addr:  # arch_get_unmapped_area_topdown(): the hint, if it fits
             addr &= PAGE_MASK & ((1 << 64) - 1)
             vma = self.find_vma(mm, addr)
-            if TASK_SIZE - length >= addr and (vma is None or addr + length <= vm_start_gap(vma)):
+            if task_size - length >= addr and (vma is None or addr + length <= vm_start_gap(vma)):
                 return addr
         a = self.unmapped_area_topdown(mm, length, PAGE_SIZE, mm.mmap_base)
         if a is None:
-            a = self.unmapped_area(mm, length, page_align(TASK_SIZE // 3), TASK_SIZE)
+            a = self.unmapped_area(mm, length, page_align(task_size // 3), task_size)
         if a is None:
             raise ENOMEM("get_unmapped_area: no room")
         return a
@@ -378,7 +379,7 @@ class MmapOps:
     def do_munmap(self, task, start: int, length: int) -> None:
         """__do_munmap()."""
         mm = task.mm
-        if start & ~PAGE_MASK or start > TASK_SIZE or length > TASK_SIZE - start:
+        if start & ~PAGE_MASK or start > mm.task_size or length > mm.task_size - start:
             raise EINVAL("munmap: bad range")
         length = page_align(length)
         if not length:

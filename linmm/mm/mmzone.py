@@ -59,6 +59,7 @@ class Zone:
         self.idx = idx      # zone_idx(): the position in node_zones
         self.type = ztype   # ZONE_DMA ... ZONE_DEVICE
         self.name = ZONE_TYPE_NAMES[ztype]
+        self.stat_name = ("dma", "dma32", "normal", "high", "movable", "device")[ztype]  # pgalloc_*
         self.zone_start_pfn = 0
         self.spanned_pages = 0
         self.present_pages = 0

@@ -5,7 +5,7 @@ from ..errors import EFAULT, EINVAL, ENOMEM, Errno
 from ..uapi import MAP_FIXED, MAP_SHARED, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE
 from .mm_types import (VM_ACCOUNT, VM_DONTEXPAND, VM_HUGETLB, VM_LOCKED, VM_MAYSHARE, VM_PFNMAP,
                        VM_SHARED, Vma)
-from .mmap import TASK_SIZE, page_align
+from .mmap import page_align
 from .mmu_notifier import MMU_NOTIFY_UNMAP, MmuNotifierRange
 from .pgtable import PMD_SHIFT, PMD_SIZE, _PAGE_PRESENT, _PAGE_SOFT_DIRTY, vm_get_page_prot
 
@@ -101,7 +101,7 @@ class Mremap:
         mm = task.mm
         if new_addr & 0xFFF:
             raise EINVAL("mremap: unaligned new address")
-        if new_len > TASK_SIZE or new_addr > TASK_SIZE - new_len:
+        if new_len > mm.task_size or new_addr > mm.task_size - new_len:
             raise EINVAL("mremap: new range beyond TASK_SIZE")
         if addr + old_len > new_addr and new_addr + new_len > addr:
             raise EINVAL("mremap: old and new ranges overlap")

@@ -14,7 +14,7 @@ from ..errors import KernelBug
 from . import gfp as G
 from .gfp import (MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_PCPTYPES,
                   MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE)
-from .memory_model import MAX_ORDER, ZONE_DMA32, ZONE_NORMAL, pageblock_nr_pages, pageblock_order
+from .memory_model import MAX_ORDER, ZONE_DMA32, ZONE_NORMAL, Page, pageblock_nr_pages, pageblock_order
 from .mmzone import WMARK_HIGH, WMARK_LOW, WMARK_MIN, ZONE_BOOSTED_WATERMARK, Zone
 from .page import PG_reported, PG_reserved
 from .watermark import ZoneWatermarks, fls, mult_frac, rounddown_pow_of_two  # noqa: F401
@@ -378,7 +378,7 @@ class PageAllocator(ZoneWatermarks):
                     return None
             pfn = lst.popleft()
             pcp.count -= 1
-            k.vm_events["pgalloc_" + zone.name.lower()] += 1
+            k.vm_events["pgalloc_" + zone.stat_name] += 1
             self.zone_statistics(preferred, zone)
         else:
             pfn = None
@@ -389,7 +389,7 @@ class PageAllocator(ZoneWatermarks):
             if pfn is None:
                 return None
             zone.vm_stat["nr_free_pages"] -= 1 << order
-            k.vm_events["pgalloc_" + zone.name.lower()] += 1 << order
+            k.vm_events["pgalloc_" + zone.stat_name] += 1 << order
             self.zone_statistics(preferred, zone)
         if zone.flags & ZONE_BOOSTED_WATERMARK:
             zone.flags &= ~ZONE_BOOSTED_WATERMARK
@@ -514,9 +514,14 @@ class PageAllocator(ZoneWatermarks):
         mm.private[pfn] = 0
         mm.index[pfn] = 0
         if gfp & G._GFP_ZERO:
-            fs = self.k.frames
-            for p in range(pfn, pfn + (1 << order)):
-                fs.clear(p)
+            k = self.k
+            if k.highmem.enabled:  # kernel_init_free_pages(): clear_highpage() each
+                for p in range(pfn, pfn + (1 << order)):
+                    k.clear_highpage(Page(p, self.mm))
+            else:
+                fs = k.frames
+                for p in range(pfn, pfn + (1 << order)):
+                    fs.clear(p)
         for hook in self.alloc_hooks:  # post_alloc_hook(): set_page_owner() ...
             hook(pfn, order, gfp)
 
@@ -725,7 +730,7 @@ class PageAllocator(ZoneWatermarks):
                         if lst and not zone.flags & ZONE_BOOSTED_WATERMARK:
                             pfn = lst.popleft()
                             zone.pageset[cpu].count -= 1
-                            events["pgalloc_" + zone.name.lower()] += 1
+                            events["pgalloc_" + zone.stat_name] += 1
                             self.zone_statistics(ac.preferred_zone, zone)
                             mm.refcount[pfn] = 1
                             mm.private[pfn] = 0

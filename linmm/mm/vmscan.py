@@ -315,7 +315,7 @@ class VmScan:
         self.throttle_direct_reclaim(gfp, ac)
         k = self.k
         reclaim_idx = k.gfp_zone(gfp)
-        k.vm_events["allocstall_" + k.zone_name(reclaim_idx).lower()] += 1
+        k.vm_events["allocstall_" + k.pgdats[0].node_zones[reclaim_idx].stat_name] += 1
         sc = {"nr_to_reclaim": SWAP_CLUSTER_MAX, "nr_scanned": 0, "nr_reclaimed": 0,
               "reclaim_idx": reclaim_idx, "priority": DEF_PRIORITY}
         seen = set()

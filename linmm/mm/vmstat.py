@@ -2,32 +2,43 @@
 from __future__ import annotations
 
 from .gfp import MIGRATE_TYPES, MIGRATETYPE_NAMES
-from .memory_model import MAX_ORDER, pageblock_nr_pages, pageblock_order
+from .memory_model import (ARCH_ZONES, MAX_ORDER, ZONE_DMA, ZONE_DMA32, ZONE_HIGHMEM, ZONE_MOVABLE,
+                           ZONE_NORMAL, pageblock_nr_pages, pageblock_order)
 from .mmzone import MAX_RECLAIM_RETRIES, NODE_STAT_ITEMS, NUMA_STAT_ITEMS, ZONE_STAT_ITEMS
 
-_Z = ("dma", "dma32", "normal", "movable")
-VM_EVENT_ITEMS = (
-    ["pgpgin", "pgpgout", "pswpin", "pswpout"]
-    + [f"pgalloc_{z}" for z in _Z] + [f"allocstall_{z}" for z in _Z] + [f"pgskip_{z}" for z in _Z]
-    + ["pgfree", "pgactivate", "pgdeactivate", "pglazyfree", "pgfault", "pgmajfault",
-       "pglazyfreed", "pgrefill", "pgsteal_kswapd", "pgsteal_direct", "pgscan_kswapd",
-       "pgscan_direct", "pgscan_direct_throttle", "zone_reclaim_failed", "pginodesteal",
-       "slabs_scanned", "kswapd_inodesteal", "kswapd_low_wmark_hit_quickly",
-       "kswapd_high_wmark_hit_quickly", "pageoutrun", "pgrotated", "drop_pagecache", "drop_slab",
-       "oom_kill", "numa_pte_updates", "numa_huge_pte_updates", "numa_hint_faults",
-       "numa_hint_faults_local", "numa_pages_migrated", "pgmigrate_success", "pgmigrate_fail",
-       "compact_migrate_scanned", "compact_free_scanned", "compact_isolated", "compact_stall",
-       "compact_fail", "compact_success", "compact_daemon_wake", "compact_daemon_migrate_scanned",
-       "compact_daemon_free_scanned", "htlb_buddy_alloc_success", "htlb_buddy_alloc_fail",
-       "unevictable_pgs_culled", "unevictable_pgs_scanned", "unevictable_pgs_rescued",
-       "unevictable_pgs_mlocked", "unevictable_pgs_munlocked", "unevictable_pgs_cleared",
-       "unevictable_pgs_stranded", "thp_fault_alloc", "thp_fault_fallback",
-       "thp_fault_fallback_charge", "thp_collapse_alloc", "thp_collapse_alloc_failed",
-       "thp_file_alloc", "thp_file_fallback", "thp_file_fallback_charge", "thp_file_mapped",
-       "thp_split_page", "thp_split_page_failed", "thp_deferred_split_page", "thp_split_pmd",
-       "thp_split_pud", "thp_zero_page_alloc", "thp_zero_page_alloc_failed", "thp_swpout",
-       "thp_swpout_fallback", "balloon_inflate", "balloon_deflate", "balloon_migrate",
-       "swap_ra", "swap_ra_hit"])
+# vmstat_text per zone: TEXT_FOR_DMA, _DMA32, "normal", TEXT_FOR_HIGHMEM ("high"), "movable"
+ZONE_STAT_SUFFIX = {ZONE_DMA: "dma", ZONE_DMA32: "dma32", ZONE_NORMAL: "normal", ZONE_HIGHMEM: "high",
+                    ZONE_MOVABLE: "movable"}
+
+
+def vm_event_items(zone_types: tuple = ARCH_ZONES["x86_64"]) -> list[str]:
+    """enum vm_event_item's names for a machine's zones (never Device)."""
+    _Z = [ZONE_STAT_SUFFIX[t] for t in zone_types if t in ZONE_STAT_SUFFIX]
+    return (
+        ["pgpgin", "pgpgout", "pswpin", "pswpout"]
+        + [f"pgalloc_{z}" for z in _Z] + [f"allocstall_{z}" for z in _Z] + [f"pgskip_{z}" for z in _Z]
+        + ["pgfree", "pgactivate", "pgdeactivate", "pglazyfree", "pgfault", "pgmajfault",
+           "pglazyfreed", "pgrefill", "pgsteal_kswapd", "pgsteal_direct", "pgscan_kswapd",
+           "pgscan_direct", "pgscan_direct_throttle", "zone_reclaim_failed", "pginodesteal",
+           "slabs_scanned", "kswapd_inodesteal", "kswapd_low_wmark_hit_quickly",
+           "kswapd_high_wmark_hit_quickly", "pageoutrun", "pgrotated", "drop_pagecache", "drop_slab",
+           "oom_kill", "numa_pte_updates", "numa_huge_pte_updates", "numa_hint_faults",
+           "numa_hint_faults_local", "numa_pages_migrated", "pgmigrate_success", "pgmigrate_fail",
+           "compact_migrate_scanned", "compact_free_scanned", "compact_isolated", "compact_stall",
+           "compact_fail", "compact_success", "compact_daemon_wake", "compact_daemon_migrate_scanned",
+           "compact_daemon_free_scanned", "htlb_buddy_alloc_success", "htlb_buddy_alloc_fail",
+           "unevictable_pgs_culled", "unevictable_pgs_scanned", "unevictable_pgs_rescued",
+           "unevictable_pgs_mlocked", "unevictable_pgs_munlocked", "unevictable_pgs_cleared",
+           "unevictable_pgs_stranded", "thp_fault_alloc", "thp_fault_fallback",
+           "thp_fault_fallback_charge", "thp_collapse_alloc", "thp_collapse_alloc_failed",
+           "thp_file_alloc", "thp_file_fallback", "thp_file_fallback_charge", "thp_file_mapped",
+           "thp_split_page", "thp_split_page_failed", "thp_deferred_split_page", "thp_split_pmd",
+           "thp_split_pud", "thp_zero_page_alloc", "thp_zero_page_alloc_failed", "thp_swpout",
+           "thp_swpout_fallback", "balloon_inflate", "balloon_deflate", "balloon_migrate",
+           "swap_ra", "swap_ra_hit"])
+
+
+VM_EVENT_ITEMS = vm_event_items()
 
 
 def global_dirty_limits(k) -> tuple[int, int]:
@@ -55,7 +66,7 @@ def proc_vmstat(k) -> str:
     thresh, bg = global_dirty_limits(k)
     out.append(f"nr_dirty_threshold {thresh}\n")
     out.append(f"nr_dirty_background_threshold {bg}\n")
-    for item in VM_EVENT_ITEMS:
+    for item in k.vm_events:
         v = k.vm_events[item]
         if item in ("pgpgin", "pgpgout"):
             v //= 2
