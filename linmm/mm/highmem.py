@@ -97,6 +97,7 @@ class Highmem:
         """Scan on from last_pkmap_nr for a free slot; the wrap to 0 flushes the
         unused ones; a whole circle with none free sleeps until a kunmap."""
         n = self.LAST_PKMAP
+        start_nr = self.last_pkmap_nr
         while True:  # start:
             count = n
             slept = False
@@ -110,7 +111,7 @@ class Highmem:
                 count -= 1
                 if count:
                     continue
-                self.sleep_on_pkmap_wait()
+                self.sleep_on_pkmap_wait(start_nr)
                 if pfn in self.page_virtual:  # somebody mapped it while we slept
                     return self.page_virtual[pfn]
                 slept = True
@@ -124,7 +125,7 @@ class Highmem:
             self.page_virtual[pfn] = vaddr
             return vaddr
 
-    def sleep_on_pkmap_wait(self) -> None:
+    def sleep_on_pkmap_wait(self, start_nr: int) -> None:
         """TASK_UNINTERRUPTIBLE on pkmap_map_wait until kunmap_high wakes us.  Only a
         kernel thread started with ``k.kthread_run(..., may_sleep=True)`` can sleep in
         the model; anywhere else nobody could ever wake the caller."""
@@ -133,7 +134,8 @@ class Highmem:
         if ctx.preempt_count or ctx.held_locks:
             raise KernelBug(f"BUG: scheduling while atomic: {ctx.comm}/{ctx.pid}")
         sleeper = getattr(ctx, "lockstep", None)
-        if sleeper is None:
+        if sleeper is None:  # the failed call leaves the pool as it found it
+            self.last_pkmap_nr = start_nr
             raise KernelDeadlock(f"kmap: all {self.LAST_PKMAP} pkmap slots are in use and "
                                  f"{ctx.comm}/{ctx.pid} cannot sleep until a kunmap")
         self.pkmap_waiters.append(ctx)
