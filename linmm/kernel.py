@@ -242,14 +242,16 @@ class Kernel(HighmemAPI):
 
     def alloc_context(self, gfp: int, nid: int | None):
         nid = self.numa_node_id() if nid is None else nid
-        key = (self.gfp_zone(gfp), G.gfp_migratetype(gfp), nid)
+        thisnode = bool(gfp & G._GFP_THISNODE)
+        key = (self.gfp_zone(gfp), G.gfp_migratetype(gfp), nid, thisnode)
         ac = self._ac_cache.get(key)
         if ac is None:
             ac = AllocContext()
             ac.high_zoneidx = key[0]
             ac.migratetype = key[1]
             ac.nid = nid
-            ac.zones = [z for z in self.zonelist(nid) if z.idx <= key[0]]
+            # __GFP_THISNODE: the node's ZONELIST_NOFALLBACK
+            ac.zones = [z for z in self.zonelist(nid) if z.idx <= key[0] and (not thisnode or z.node == nid)]
             ac.preferred_zone = ac.zones[0] if ac.zones else None
             ac.classzone_idx = ac.preferred_zone.idx if ac.zones else 0
             self._ac_cache[key] = ac

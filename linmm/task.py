@@ -80,6 +80,15 @@ class Task(Context):
         finally:
             k.after_syscall(self)
 
+    def move_pages(self, pid: int, pages: list[int], nodes: list[int] | None = None, flags: int = 0,
+                   status: list[int] | None = None) -> tuple[int, list[int]]:
+        """move_pages(2): query (nodes None) or move each page to its node; returns
+        (ret, status).  ret > 0 counts pages not moved; errors raise, status is written
+        in place."""
+        from .mm.migrate import sys_move_pages
+        return self._syscall(sys_move_pages, self.k, self, pid, list(pages),
+                             None if nodes is None else list(nodes), flags, status)
+
     # ------------------------------------------------------------ syscalls
     def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
         """mmap(2); anonymous mappings (MAP_ANONYMOUS) only until files land."""

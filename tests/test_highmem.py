@@ -6,7 +6,7 @@ import pytest
 
 import linmm
 from linmm import (GFP_ATOMIC, GFP_HIGHUSER, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, MAP_ANONYMOUS,
-                   MAP_PRIVATE, PROT_READ, PROT_WRITE, Page)
+                   MAP_PRIVATE, PROT_READ, PROT_WRITE)
 from linmm.errors import KernelBug, KernelDeadlock, KernelOops
 from linmm.mm.highmem import FIX_KMAP_BEGIN, fix_to_virt
 
