@@ -444,3 +444,13 @@ def test_highmem_live_x86_64_has_no_highmem_lines():
     mine = model.read_file("/proc/meminfo") + model.read_file("/proc/zoneinfo")
     for word in ("HighTotal:", "HighFree:", "LowTotal:", "LowFree:", "zone  HighMem"):
         assert (word in live) == (word in mine) == False  # noqa: E712
+
+
+@pytest.mark.parametrize("arch,order", [("i386", 10), ("i386-pae", 9), ("x86_64", 9)])
+def test_highmem_pageblock_order_is_the_huge_page_order(arch, order):
+    """pageblock_order = HUGETLB_PAGE_ORDER: 4 MiB pages without PAE, 2 MiB otherwise."""
+    k = linmm.Kernel(linmm.MachineConfig(ram="1G", arch=arch))
+    assert k.read_file("/proc/pagetypeinfo").startswith(
+        f"Page block order: {order}\nPages per block:  {1 << order}\n")
+    assert len(k.page_alloc.pageblock_flags) == k.memmap.nr >> order
+    k.check()

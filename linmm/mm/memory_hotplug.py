@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import EBUSY, EINVAL
 from .gfp import MIGRATE_ISOLATE, MIGRATE_MOVABLE
 from .memory_model import (MAX_ORDER, PAGES_PER_SECTION, PAGES_PER_SUBSECTION, PFN_SECTION_SHIFT,
-                           SECTION_IS_ONLINE, ZONE_MOVABLE, ZONE_NORMAL, pageblock_nr_pages)
+                           SECTION_IS_ONLINE, ZONE_MOVABLE, ZONE_NORMAL)
 from .page import PG_lru, PG_reserved
 
 MMOP_OFFLINE, MMOP_ONLINE, MMOP_ONLINE_KERNEL, MMOP_ONLINE_MOVABLE = 0, 1, 2, 3
@@ -73,7 +73,7 @@ class MemoryHotplug:
         nr = (end_pfn + PAGES_PER_SECTION - 1) & ~(PAGES_PER_SECTION - 1)
         k.memmap.grow(nr)
         k.sparse.ensure_sections(nr)
-        pb = np.zeros(nr // pageblock_nr_pages, np.uint8)
+        pb = np.zeros(nr // self.k.page_alloc.pageblock_nr_pages, np.uint8)
         pb[:len(k.page_alloc.pageblock_flags)] = k.page_alloc.pageblock_flags
         k.page_alloc.pageblock_flags = pb
 
@@ -275,12 +275,12 @@ class MemoryHotplug:
         end = start + nr
         if self.system_ram_pages(start, end) != nr:
             raise EINVAL("offline: memory holes")
-        zones = {k.page_zone_of(p) for p in range(start, end, pageblock_nr_pages)}
+        zones = {k.page_zone_of(p) for p in range(start, end, self.k.page_alloc.pageblock_nr_pages)}
         if len(zones) != 1:
             raise EINVAL("offline: pages of more than one zone")
         zone = zones.pop()
-        for pb in range(start, end, pageblock_nr_pages):
-            bad = self.has_unmovable_pages(zone, pb, pb + pageblock_nr_pages)
+        for pb in range(start, end, self.k.page_alloc.pageblock_nr_pages):
+            bad = self.has_unmovable_pages(zone, pb, pb + self.k.page_alloc.pageblock_nr_pages)
             if bad is not None:
                 self.dump_page(bad, "unmovable page")
                 raise EBUSY("offline: unmovable page")
@@ -306,7 +306,7 @@ class MemoryHotplug:
             pfn += 1 << order
         mm.flags[start:end] |= np.uint64(1 << PG_reserved)
         mm.refcount[start:end] = 1
-        pa.pageblock_flags[start // pageblock_nr_pages:end // pageblock_nr_pages] = MIGRATE_MOVABLE
+        pa.pageblock_flags[start >> pa.pageblock_order:end >> pa.pageblock_order] = MIGRATE_MOVABLE
         zone.managed_pages -= nr
         zone.present_pages -= nr
         zone.zone_pgdat.node_present_pages -= nr
@@ -327,14 +327,14 @@ class MemoryHotplug:
         """set_migratetype_isolate() per pageblock: free pages move to the isolate lists
         and stop counting as free."""
         pa = self.k.page_alloc
-        for pb in range(start, end, pageblock_nr_pages):
+        for pb in range(start, end, self.k.page_alloc.pageblock_nr_pages):
             pa.set_pageblock_migratetype(pb, MIGRATE_ISOLATE)
             moved, _ = pa.move_freepages_block(zone, pb, MIGRATE_ISOLATE)
             zone.vm_stat["nr_free_pages"] -= moved
 
     def undo_isolate_page_range(self, zone, start: int, end: int) -> None:
         pa = self.k.page_alloc
-        for pb in range(start, end, pageblock_nr_pages):
+        for pb in range(start, end, self.k.page_alloc.pageblock_nr_pages):
             moved, _ = pa.move_freepages_block(zone, pb, MIGRATE_MOVABLE)
             pa.set_pageblock_migratetype(pb, MIGRATE_MOVABLE)
             zone.vm_stat["nr_free_pages"] += moved
@@ -352,8 +352,7 @@ class MemoryHotplug:
             hi = max(zone.zone_end_pfn, start + nr)
             zone.zone_start_pfn, zone.spanned_pages = lo, hi - lo
         mm.set_page_links(start, start + nr, zone.idx, nid)
-        pa.pageblock_flags[start // pageblock_nr_pages:(start + nr) // pageblock_nr_pages] = \
-            MIGRATE_MOVABLE
+        pa.pageblock_flags[start >> pa.pageblock_order:(start + nr) >> pa.pageblock_order] = MIGRATE_MOVABLE
         k.section_flags[start >> PFN_SECTION_SHIFT:(start + nr) >> PFN_SECTION_SHIFT] |= SECTION_IS_ONLINE
         zone.present_pages += nr
         zone.zone_pgdat.node_present_pages += nr

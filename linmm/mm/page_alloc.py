@@ -14,7 +14,7 @@ from ..errors import KernelBug
 from . import gfp as G
 from .gfp import (MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_PCPTYPES,
                   MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE)
-from .memory_model import MAX_ORDER, ZONE_DMA32, ZONE_NORMAL, Page, pageblock_nr_pages, pageblock_order
+from .memory_model import MAX_ORDER, ZONE_DMA32, ZONE_NORMAL, Page, pageblock_order
 from .mmzone import WMARK_HIGH, WMARK_LOW, WMARK_MIN, ZONE_BOOSTED_WATERMARK, Zone
 from .page import PG_reported, PG_reserved
 from .watermark import ZoneWatermarks, fls, mult_frac, rounddown_pow_of_two  # noqa: F401
@@ -52,7 +52,10 @@ class PageAllocator(ZoneWatermarks):
     def __init__(self, k: "Kernel"):
         self.k = k
         self.mm = k.memmap
-        nblocks = (k.memmap.nr + pageblock_nr_pages - 1) // pageblock_nr_pages
+        # pageblock_order = HUGETLB_PAGE_ORDER: 9, but 10 (4 MiB pages) on non-PAE i386
+        self.pageblock_order = 10 if k.config.arch == "i386" else pageblock_order
+        self.pageblock_nr_pages = 1 << self.pageblock_order
+        nblocks = (k.memmap.nr + self.pageblock_nr_pages - 1) // self.pageblock_nr_pages
         self.pageblock_flags = np.zeros(nblocks, np.uint8)  # migratetype per pageblock
         self.min_free_kbytes = 1024
         self.user_min_free_kbytes = -1
@@ -71,10 +74,10 @@ class PageAllocator(ZoneWatermarks):
 
     # ------------------------------------------------------------ pageblocks
     def get_pageblock_migratetype(self, pfn: int) -> int:
-        return int(self.pageblock_flags[pfn >> pageblock_order])
+        return int(self.pageblock_flags[pfn >> self.pageblock_order])
 
     def set_pageblock_migratetype(self, pfn: int, mt: int) -> None:
-        self.pageblock_flags[pfn >> pageblock_order] = mt
+        self.pageblock_flags[pfn >> self.pageblock_order] = mt
 
     # ------------------------------------------------------------ free lists
     def _add_to_free_area(self, pfn: int, zone: Zone, order: int, mt: int, tail: bool = False) -> None:
@@ -111,7 +114,7 @@ class PageAllocator(ZoneWatermarks):
         reporting unless the block is one it isolated (report=False)."""
         if mt != MIGRATE_ISOLATE:
             zone.vm_stat["nr_free_pages"] += 1 << order
-        max_order = min(MAX_ORDER, pageblock_order + 1)
+        max_order = min(MAX_ORDER, self.pageblock_order + 1)
         buddy_pfn = pfn
         while True:
             while order < max_order - 1:
@@ -147,7 +150,7 @@ class PageAllocator(ZoneWatermarks):
 
     def isolate_free_page(self, pfn: int, order: int) -> int:
         """__isolate_free_page(): take a free block off its list unless the zone would
-        drop to min + 2^order; its pageblocks become Movable (order >= pageblock_order-1)."""
+        drop to min + 2^order; its pageblocks become Movable (order >= pageblock_order - 1)."""
         zone = self.k.page_zone_of(pfn)
         mt = self.get_pageblock_migratetype(pfn)
         if mt != MIGRATE_ISOLATE:
@@ -156,8 +159,8 @@ class PageAllocator(ZoneWatermarks):
                 return 0
             zone.vm_stat["nr_free_pages"] -= 1 << order
         self._del_from_free_area(pfn, zone, order, self._buddy_mt(zone, pfn, order))
-        if order >= pageblock_order - 1:
-            for p in range(pfn, pfn + (1 << order) - 1, pageblock_nr_pages):
+        if order >= self.pageblock_order - 1:
+            for p in range(pfn, pfn + (1 << order) - 1, self.pageblock_nr_pages):
                 if self.get_pageblock_migratetype(p) not in (MIGRATE_ISOLATE, MIGRATE_HIGHATOMIC):
                     self.set_pageblock_migratetype(p, MIGRATE_MOVABLE)
         return 1 << order
@@ -186,11 +189,10 @@ class PageAllocator(ZoneWatermarks):
             self._add_to_free_area(pfn + size, zone, high, mt)
 
     # ------------------------------------------------------------ fallback
-    @staticmethod
-    def can_steal_fallback(order: int, start_mt: int) -> bool:
-        if order >= pageblock_order:
+    def can_steal_fallback(self, order: int, start_mt: int) -> bool:
+        if order >= self.pageblock_order:
             return True
-        return (order >= pageblock_order // 2 or start_mt == MIGRATE_RECLAIMABLE
+        return (order >= self.pageblock_order // 2 or start_mt == MIGRATE_RECLAIMABLE
                 or start_mt == MIGRATE_UNMOVABLE)
 
     def find_suitable_fallback(self, zone: Zone, order: int, mt: int) -> tuple[int, bool]:
@@ -205,8 +207,8 @@ class PageAllocator(ZoneWatermarks):
 
     def move_freepages_block(self, zone: Zone, pfn: int, mt: int) -> tuple[int, int]:
         """Move the free blocks of pfn's pageblock to mt: (free pages, movable pages)."""
-        start = pfn & ~(pageblock_nr_pages - 1)
-        end = start + pageblock_nr_pages
+        start = pfn & ~(self.pageblock_nr_pages - 1)
+        end = start + self.pageblock_nr_pages
         if start < zone.zone_start_pfn or end > zone.zone_end_pfn:
             return 0, 0
         moved = movable = 0
@@ -231,21 +233,21 @@ class PageAllocator(ZoneWatermarks):
     def boost_watermark(self, zone: Zone) -> bool:
         if not self.watermark_boost_factor:
             return False
-        if pageblock_nr_pages * 4 > zone.managed_pages:
+        if self.pageblock_nr_pages * 4 > zone.managed_pages:
             return False
         max_boost = mult_frac(zone._watermark[WMARK_HIGH], self.watermark_boost_factor, 10000)
         if not max_boost:
             return False
-        max_boost = max(pageblock_nr_pages, max_boost)
-        zone.watermark_boost = min(zone.watermark_boost + pageblock_nr_pages, max_boost)
+        max_boost = max(self.pageblock_nr_pages, max_boost)
+        zone.watermark_boost = min(zone.watermark_boost + self.pageblock_nr_pages, max_boost)
         return True
 
     def steal_suitable_fallback(self, zone: Zone, pfn: int, cur_order: int, alloc_flags: int,
                                 start_type: int, whole_block: bool) -> None:
         old_block_type = self.get_pageblock_migratetype(pfn)
         if old_block_type != MIGRATE_HIGHATOMIC:
-            if cur_order >= pageblock_order:
-                for b in range(pfn, pfn + (1 << cur_order), pageblock_nr_pages):
+            if cur_order >= self.pageblock_order:
+                for b in range(pfn, pfn + (1 << cur_order), self.pageblock_nr_pages):
                     self.set_pageblock_migratetype(b, start_type)
             else:
                 if self.boost_watermark(zone) and alloc_flags & ALLOC_KSWAPD:
@@ -255,11 +257,11 @@ class PageAllocator(ZoneWatermarks):
                     if start_type == MIGRATE_MOVABLE:
                         alike = movable
                     elif old_block_type == MIGRATE_MOVABLE:
-                        alike = pageblock_nr_pages - (free_pages + movable)
+                        alike = self.pageblock_nr_pages - (free_pages + movable)
                     else:
                         alike = 0
                     if free_pages:
-                        if free_pages + alike >= (1 << (pageblock_order - 1)):
+                        if free_pages + alike >= (1 << (self.pageblock_order - 1)):
                             self.set_pageblock_migratetype(pfn, start_type)
                         return
         # single_page: move_to_free_list
@@ -269,7 +271,7 @@ class PageAllocator(ZoneWatermarks):
         fl[start_type][pfn] = None
 
     def __rmqueue_fallback(self, zone: Zone, order: int, start_mt: int, alloc_flags: int) -> bool:
-        min_order = pageblock_order if alloc_flags & ALLOC_NOFRAGMENT else order
+        min_order = self.pageblock_order if alloc_flags & ALLOC_NOFRAGMENT else order
         found = None
         for cur in range(MAX_ORDER - 1, min_order - 1, -1):
             fmt, can_steal = self.find_suitable_fallback(zone, cur, start_mt)

@@ -39,7 +39,6 @@ from .memory_model import (
     PFN_SECTION_SHIFT,
     SECTION_HAS_MEM_MAP,
     SECTION_MARKED_PRESENT,
-    pageblock_order,
 )
 from .page import NR_PAGEFLAGS, PG_reserved
 
@@ -554,7 +553,7 @@ def print_page_owner(k, po: PageOwner, count: int, pfn: int) -> str:
     page_mt = G.gfp_migratetype(gfp)
     flags = int(k.memmap.flags[pfn])
     text = (f"Page allocated via order {int(po.order[pfn])}, mask {gfp:#x}({format_gfp(gfp)})\n"
-            f"PFN {pfn} type {MIGRATETYPE_NAMES[page_mt]} Block {pfn >> pageblock_order} type "
+            f"PFN {pfn} type {MIGRATETYPE_NAMES[page_mt]} Block {pfn >> k.page_alloc.pageblock_order} type "
             f"{MIGRATETYPE_NAMES[pb_mt]} Flags {flags:#x}({format_page_flags(flags)})\n")
     text += stack_snprint(po.depot.fetch(int(po.handle[pfn])))
     r = int(po.last_migrate_reason[pfn])
@@ -702,10 +701,10 @@ def pagetypeinfo_showmixedcount_print(k, zone) -> str:
         reserved = (mm.flags[s:e] & np.uint64(1 << PG_reserved)) != 0
         alloc = (po.ext_flags[s:e] & PAGE_EXT_OWNER_ALLOCATED) != 0
         pfns = np.arange(s, e, dtype=np.int64)
-        pb = k.page_alloc.pageblock_flags[pfns >> pageblock_order].astype(np.int64)
+        pb = k.page_alloc.pageblock_flags[pfns >> k.page_alloc.pageblock_order].astype(np.int64)
         page_mt = ((po.gfp_mask[s:e] & (G.__GFP_RECLAIMABLE | G.__GFP_MOVABLE)) >> 3).astype(np.int64)
         mixed = valid & inzone & ~free & ~reserved & alloc & (page_mt != pb)
-        for blk in np.unique(pfns[mixed] >> pageblock_order).tolist():
+        for blk in np.unique(pfns[mixed] >> k.page_alloc.pageblock_order).tolist():
             mt = int(k.page_alloc.pageblock_flags[blk])
             counts[MIGRATE_MOVABLE if mt == 5 else mt] += 1  # CMA counts as Movable
     return f"Node {zone.node}, zone {zone.name:>8} " + "".join(f"{c:12d} " for c in counts) + "\n"

@@ -32,7 +32,7 @@ from .page import PG_reported
 
 PAGE_REPORTING_IDLE, PAGE_REPORTING_REQUESTED, PAGE_REPORTING_ACTIVE = 0, 1, 2
 STATE_NAMES = ("IDLE", "REQUESTED", "ACTIVE")
-PAGE_REPORTING_MIN_ORDER = pageblock_order
+PAGE_REPORTING_MIN_ORDER = pageblock_order  # x86_64; the machine's pageblock_order in general
 PAGE_REPORTING_CAPACITY = 32
 PAGE_REPORTING_DELAY = 2000  # ms (2 * HZ)
 ALLOC_CMA = 0x80
@@ -96,7 +96,7 @@ class PageReporting:
     # ------------------------------------------------------------ notify / request
     def notify_free(self, zone, pfn: int, order: int) -> None:
         """page_reporting_notify_free(order) at the end of __free_one_page()."""
-        if not self.enabled or order < PAGE_REPORTING_MIN_ORDER:
+        if not self.enabled or order < self.k.page_alloc.pageblock_order:
             return
         self.__page_reporting_notify()
 
@@ -186,10 +186,10 @@ class PageReporting:
     def page_reporting_process_zone(self, prdev, sgl: list, zone) -> int:
         pa = self.k.page_alloc
         offset = [PAGE_REPORTING_CAPACITY]
-        watermark = zone.low_wmark_pages() + (PAGE_REPORTING_CAPACITY << PAGE_REPORTING_MIN_ORDER)
+        watermark = zone.low_wmark_pages() + (PAGE_REPORTING_CAPACITY << self.k.page_alloc.pageblock_order)
         if not pa.zone_watermark_ok(zone, 0, watermark, 0, ALLOC_CMA):
             return 0
-        for order in range(PAGE_REPORTING_MIN_ORDER, MAX_ORDER):
+        for order in range(self.k.page_alloc.pageblock_order, MAX_ORDER):
             for mt in range(MIGRATE_TYPES):
                 if mt == MIGRATE_ISOLATE:
                     continue
@@ -372,7 +372,7 @@ def check(k) -> None:
         for o in range(MAX_ORDER):
             for mt, fl in enumerate(z.free_area[o].free_list):
                 for pfn in fl:
-                    if mm.test(pfn, PG_reported) and o < PAGE_REPORTING_MIN_ORDER:
+                    if mm.test(pfn, PG_reported) and o < k.page_alloc.pageblock_order:
                         raise KernelBug(f"check: page_reporting: order-{o} free block {pfn:#x} "
                                         f"({MIGRATETYPE_NAMES[mt]}) carries PG_reported")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .gfp import MIGRATE_TYPES, MIGRATETYPE_NAMES
 from .memory_model import (ARCH_ZONES, MAX_ORDER, ZONE_DMA, ZONE_DMA32, ZONE_HIGHMEM, ZONE_MOVABLE,
-                           ZONE_NORMAL, pageblock_nr_pages, pageblock_order)
+                           ZONE_NORMAL)
 from .mmzone import MAX_RECLAIM_RETRIES, NODE_STAT_ITEMS, NUMA_STAT_ITEMS, ZONE_STAT_ITEMS
 
 # vmstat_text per zone: TEXT_FOR_DMA, _DMA32, "normal", TEXT_FOR_HIGHMEM ("high"), "movable"
@@ -128,7 +128,8 @@ def proc_pagetypeinfo(k) -> str:
     for pg in k.pgdats:
         if not any(z.present_pages for z in pg.node_zones):
             continue
-        out.append(f"Page block order: {pageblock_order}\nPages per block:  {pageblock_nr_pages}\n\n")
+        pbo = k.page_alloc.pageblock_order
+        out.append(f"Page block order: {pbo}\nPages per block:  {1 << pbo}\n\n")
         out.append(f"{'Free pages count per migrate type at order':<43} "
                    + "".join(f"{o:6d} " for o in range(MAX_ORDER)) + "\n")
         for z in pg.node_zones:
@@ -147,9 +148,9 @@ def proc_pagetypeinfo(k) -> str:
             counts = [0] * MIGRATE_TYPES
             start = z.zone_start_pfn
             pb = k.page_alloc.pageblock_flags
-            for pfn in range(start, z.zone_end_pfn, pageblock_nr_pages):
+            for pfn in range(start, z.zone_end_pfn, 1 << k.page_alloc.pageblock_order):
                 if k.pfn_to_online_page(pfn) is None or k.page_zone_of(pfn) is not z:
                     continue
-                counts[int(pb[pfn >> pageblock_order])] += 1
+                counts[int(pb[pfn >> k.page_alloc.pageblock_order])] += 1
             out.append(f"Node {pg.node_id}, zone {z.name:>8} " + "".join(f"{c:12d} " for c in counts) + "\n")
     return "".join(out)
