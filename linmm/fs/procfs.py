@@ -14,6 +14,7 @@ from . import node, slabinfo, sysfs, task_mmu
 KPF_LOCKED, KPF_REFERENCED, KPF_UPTODATE, KPF_DIRTY, KPF_LRU, KPF_ACTIVE = 0, 2, 3, 4, 5, 6
 KPF_SLAB, KPF_BUDDY, KPF_MMAP, KPF_ANON, KPF_SWAPCACHE, KPF_SWAPBACKED = 7, 10, 11, 12, 13, 14
 KPF_NOPAGE, KPF_ZERO_PAGE, KPF_PGTABLE, KPF_RESERVED, KPF_MLOCKED, KPF_UNEVICTABLE = 20, 24, 26, 32, 33, 18
+KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL = 15, 16
 
 
 class Sysctl:
@@ -376,6 +377,13 @@ class ProcFs:
         u |= ((mc >= 0) & ~table & ~buddy).astype(np.uint64) << np.uint64(KPF_MMAP)
         u |= (mm.mapping[pfns] & 1).astype(np.uint64) << np.uint64(KPF_ANON)
         u |= (pfns == k.zero_pfn).astype(np.uint64) << np.uint64(KPF_ZERO_PAGE)
+        u |= ((f >> np.uint64(16)) & one) << np.uint64(KPF_COMPOUND_HEAD)  # PG_head
+        heads = mm.compound_head[pfns]
+        tail = heads != 0
+        if tail.any():  # PageTail; a slab's tails report KPF_SLAB too
+            u[tail] |= np.uint64(1 << KPF_COMPOUND_TAIL)
+            slab = (mm.flags[heads[tail] - 1] >> np.uint64(9)) & one
+            u[tail] |= slab << np.uint64(KPF_SLAB)
         u[buddy] = np.uint64(1 << KPF_BUDDY)
         return u
 

@@ -25,6 +25,7 @@ def check_kernel(k) -> None:
     check_commit(k)
     check_mm_refs(k)
     check_locks(k)
+    check_compound(k)
     if getattr(k, "slub", None) is not None:
         k.slub.check()
     k.sparse.check()
@@ -34,6 +35,27 @@ def check_kernel(k) -> None:
     page_owner.check(k)
     page_frag.check(k)
     page_reporting.check(k)
+
+
+def check_compound(k) -> None:
+    """Every compound page: a PG_head head with its order, 2^order - 1 tails pointing at
+    it with TAIL_MAPPING and refcount 0; no tail without such a head."""
+    from .page import PG_head, TAIL_MAPPING
+    mm = k.memmap
+    heads = np.flatnonzero((mm.flags >> np.uint64(PG_head)) & np.uint64(1))
+    tails = np.flatnonzero(mm.compound_head)
+    expect = 0
+    for h in heads.tolist():
+        order = int(mm.compound_order[h])
+        if not order:
+            _bug(f"compound head pfn {h:#x} has order 0")
+        seg = slice(h + 1, h + (1 << order))
+        if np.any(mm.compound_head[seg] != h + 1) or np.any(mm.mapping[seg] != TAIL_MAPPING) \
+                or np.any(mm.refcount[seg] != 0):
+            _bug(f"compound page pfn {h:#x} order {order}: a tail lost its head, mapping or count")
+        expect += (1 << order) - 1
+    if len(tails) != expect:
+        _bug(f"{len(tails)} tail pages but {expect} belong to compound heads")
 
 
 def check_free_lists(k) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import EINVAL, ENOMEM, ENXIO, EOPNOTSUPP, KernelBug
 from ..resource import IORES_DESC_NONE, IORESOURCE_SYSTEM_RAM, REGION_DISJOINT, Resource, region_intersects
 from .memory_model import PAGE_OFFSET, PAGES_PER_SECTION, PFN_SECTION_SHIFT, ZONE_DEVICE, Page
-from .page import PG_active, PG_reserved, PG_waiters, FrameStore, MemMap
+from .page import ARRAYS, PG_active, PG_reserved, PG_waiters, FrameStore, MemMap
 
 # enum memory_type (include/linux/memremap.h, v5.7); 0 catches an uninitialised type
 MEMORY_DEVICE_PRIVATE, MEMORY_DEVICE_FS_DAX, MEMORY_DEVICE_DEVDAX, MEMORY_DEVICE_PCI_P2PDMA = 1, 2, 3, 4
@@ -97,12 +97,11 @@ class DeviceMemMap(MemMap):
         super().__init__(nr_pages, classic_sparse=False)
         self.pgmap = pgmap
         self.base = pgmap.pfn_first()
-        for name in ("flags", "refcount", "_mapcount1", "mapping", "index", "private", "frame"):
+        for name in ARRAYS:
             setattr(self, name, _Shifted(getattr(self, name), self.base))
 
     def nbytes(self) -> int:
-        return sum(getattr(self, n).a.nbytes for n in ("flags", "refcount", "_mapcount1", "mapping",
-                                                       "index", "private", "frame"))
+        return sum(getattr(self, n).a.nbytes for n in ARRAYS)
 
 
 class MemRemap:

@@ -2,7 +2,8 @@
 
 The kernel spends 64 bytes of struct page per 4 KiB page; this memmap keeps
 flags (8), _refcount (4), _mapcount (4, aliased by page_type as in v5.7),
-mapping (8), index (8), private (8) and the frame slot (4): 44 bytes.  The
+mapping (8), index (8), private (8), the frame slot (4), compound_head (8, a
+tail's head pfn + 1) and compound_order (1, on the head): 53 bytes.  The
 arrays are calloc'ed, so untouched memmap costs no host memory.
 """
 from __future__ import annotations
@@ -29,6 +30,12 @@ PAGE_MAPPING_ANON = 0x1
 ZONES_WIDTH, NODES_WIDTH, SECTIONS_WIDTH_SPARSE = 3, 6, 19
 
 
+# struct page fields kept as per-pfn arrays
+ARRAYS = ("flags", "refcount", "_mapcount1", "mapping", "index", "private", "frame",
+          "compound_head", "compound_order")
+TAIL_MAPPING = 0x400 + 0xDEAD000000000000 - (1 << 64)  # + POISON_POINTER_DELTA, as int64
+
+
 def bit(n: int) -> int:
     return 1 << n
 
@@ -46,6 +53,8 @@ class MemMap:
         self.index = np.zeros(nr_pfns, np.uint64)
         self.private = np.zeros(nr_pfns, np.uint64)
         self.frame = np.zeros(nr_pfns, np.int32)  # slot + 1; 0 = frame is all zero
+        self.compound_head = np.zeros(nr_pfns, np.int64)  # tail pages: head pfn + 1
+        self.compound_order = np.zeros(nr_pfns, np.uint8)  # head pages
         self.sections_width = SECTIONS_WIDTH_SPARSE if classic_sparse else 0
         self.sections_pgoff = 64 - self.sections_width
         self.nodes_pgoff = self.sections_pgoff - NODES_WIDTH
@@ -107,6 +116,16 @@ class MemMap:
     def PageBuddy(self, pfn: int) -> bool:
         return self._is_type(pfn, PG_buddy)
 
+    def PageTail(self, pfn: int) -> bool:
+        return bool(self.compound_head[pfn])
+
+    def PageCompound(self, pfn: int) -> bool:
+        return self.test(pfn, PG_head) or self.PageTail(pfn)
+
+    def compound_head_pfn(self, pfn: int) -> int:
+        h = int(self.compound_head[pfn])
+        return h - 1 if h else pfn
+
     def PageTable(self, pfn: int) -> bool:
         return self._is_type(pfn, PG_table)
 
@@ -127,7 +146,7 @@ class MemMap:
 
     def grow(self, nr_pfns: int) -> None:
         """Memory hot-add beyond the boot memmap: extend every per-pfn array."""
-        for name in ("flags", "refcount", "_mapcount1", "mapping", "index", "private", "frame"):
+        for name in ARRAYS:
             old = getattr(self, name)
             new = np.zeros(nr_pfns, old.dtype)
             new[:len(old)] = old
@@ -135,8 +154,7 @@ class MemMap:
         self.nr = nr_pfns
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.flags, self.refcount, self._mapcount1, self.mapping,
-                                      self.index, self.private, self.frame))
+        return sum(getattr(self, n).nbytes for n in ARRAYS)
 
 
 class FrameStore:

@@ -16,7 +16,7 @@ from .gfp import (MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_
                   MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE)
 from .memory_model import MAX_ORDER, ZONE_DMA32, ZONE_NORMAL, Page, pageblock_order
 from .mmzone import WMARK_HIGH, WMARK_LOW, WMARK_MIN, ZONE_BOOSTED_WATERMARK, Zone
-from .page import PG_reported, PG_reserved
+from .page import PG_head, PG_reported, PG_reserved, TAIL_MAPPING
 from .watermark import ZoneWatermarks, fls, mult_frac, rounddown_pow_of_two  # noqa: F401
 
 if TYPE_CHECKING:
@@ -502,7 +502,7 @@ class PageAllocator(ZoneWatermarks):
                         continue
                 pfn = self.rmqueue(preferred, zone, order, gfp, alloc_flags, ac.migratetype)
                 if pfn is not None:
-                    self.prep_new_page(pfn, order, gfp)
+                    self.prep_new_page(pfn, order, gfp, alloc_flags)
                     return pfn
             else:
                 if no_fallback:
@@ -510,11 +510,14 @@ class PageAllocator(ZoneWatermarks):
                     continue
                 return None
 
-    def prep_new_page(self, pfn: int, order: int, gfp: int) -> None:
+    def prep_new_page(self, pfn: int, order: int, gfp: int, alloc_flags: int = 0) -> None:
         mm = self.mm
         mm.refcount[pfn] = 1
         mm.private[pfn] = 0
-        mm.index[pfn] = 0
+        # set_page_pfmemalloc(): a page taken from the reserves has page->index == -1
+        mm.index[pfn] = 0xFFFFFFFFFFFFFFFF if alloc_flags & ALLOC_NO_WATERMARKS else 0
+        if order and gfp & G._GFP_COMP:
+            self.prep_compound_page(pfn, order)
         if gfp & G._GFP_ZERO:
             k = self.k
             if k.highmem.enabled:  # kernel_init_free_pages(): clear_highpage() each
@@ -680,10 +683,35 @@ class PageAllocator(ZoneWatermarks):
             self.free_one_page(self.k.page_zone_of(pfn), pfn, order,
                                self.get_pageblock_migratetype(pfn))
 
+    def prep_compound_page(self, pfn: int, order: int) -> None:
+        """PG_head on the head; each tail: refcount 0, mapping TAIL_MAPPING, compound_head."""
+        mm = self.mm
+        mm.set(pfn, PG_head)
+        end = pfn + (1 << order)
+        mm.refcount[pfn + 1:end] = 0
+        mm.mapping[pfn + 1:end] = TAIL_MAPPING
+        mm.compound_head[pfn + 1:end] = pfn + 1
+        mm.compound_order[pfn] = order
+
     def free_pages_prepare(self, pfn: int, order: int) -> None:
         for hook in self.free_hooks:  # __reset_page_owner() ...
             hook(pfn, order)
         mm = self.mm
+        compound = order and mm.test(pfn, PG_head)
+        if mm.PageTail(pfn):
+            raise KernelBug(f"BUG: Bad page state in process {self.k.current_comm()}  pfn:{pfn:05x}: "
+                            "freeing a tail page")
+        if compound:  # free_tail_pages_check()
+            if int(mm.compound_order[pfn]) != order:
+                raise KernelBug(f"__free_pages: pfn {pfn:#x} is a compound page of order "
+                                f"{int(mm.compound_order[pfn])}, freed as order {order}")
+            for p in range(pfn + 1, pfn + (1 << order)):
+                if int(mm.compound_head[p]) != pfn + 1 or int(mm.mapping[p]) != TAIL_MAPPING:
+                    raise KernelBug(f"BUG: Bad page state in process {self.k.current_comm()}  "
+                                    f"pfn:{p:05x}: corrupted compound tail")
+                mm.mapping[p] = 0
+            mm.compound_head[pfn + 1:pfn + (1 << order)] = 0
+            mm.compound_order[pfn] = 0
         for p in range(pfn, pfn + (1 << order)):
             bad = None
             if mm.PageTable(p):

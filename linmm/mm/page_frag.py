@@ -9,13 +9,9 @@ Model notes
 - Kernel virtual addresses are direct-map addresses: page_address(pfn) =
   PAGE_OFFSET + pfn * 4096; fragment bytes live in the page frames
   (:func:`kernel_read` / :func:`kernel_write`).
-- The core allocator has no compound pages yet: the refill sets PG_head on an
-  order-3 backing page itself (prep_compound_page) and this module remembers
-  the compound order of the pages it backs (virt_to_head_page,
-  compound_order).
-- page_is_pfmemalloc(): the core does not mark pages allocated with
-  ALLOC_NO_WATERMARKS (page->index = -1); the refill derives it from the
-  allocation context (see ``_needs_reserves``) unless the core did set it.
+- The order-3 backing page is a compound page (__GFP_COMP: the core's
+  prep_compound_page); this module also remembers the order of the pages it
+  backs (virt_to_head_page, compound_order).
 - fragsz > nc.size: WARN and None (v5.7 would return an address before the page).
 """
 from __future__ import annotations
@@ -25,7 +21,6 @@ from dataclasses import dataclass, field
 from ..errors import ENOSYS, KernelBug
 from . import gfp as G
 from .memory_model import PAGE_OFFSET
-from .page import PG_head
 
 PAGE_SIZE = 4096
 PAGE_FRAG_CACHE_MAX_SIZE = 32768
@@ -60,7 +55,6 @@ class FragPage:
 
     order: int
     outstanding: int = 0
-    pfmemalloc: bool = False  # came from the reserves (see _needs_reserves)
 
 
 @dataclass
@@ -146,25 +140,8 @@ def kernel_read(k, addr: int, n: int) -> bytes:
 
 
 # ---------------------------------------------------------------- core
-def _needs_reserves(k, gfp: int) -> bool:
-    """Would this allocation only succeed with ALLOC_NO_WATERMARKS?  (The slow
-    path uses the reserves only after get_page_from_freelist() failed with the
-    gfp's own alloc_flags against the min watermark in every zone.)"""
-    pa = k.page_alloc
-    if not pa.gfp_pfmemalloc_allowed(gfp, k.current_task()):
-        return False
-    ac = k.alloc_context(gfp, None)
-    flags = pa.gfp_to_alloc_flags(gfp)
-    for z in ac.zones:
-        if pa.zone_watermark_fast(z, 0, z.wmark_pages(0), ac.classzone_idx, flags):
-            return False
-    return True
-
-
 def page_is_pfmemalloc(k, pfn: int) -> bool:
-    st = _state(k)
-    fp = st.pages.get(pfn)
-    return int(k.memmap.index[pfn]) == _PFMEMALLOC_INDEX or bool(getattr(fp, "pfmemalloc", False))
+    return int(k.memmap.index[pfn]) == _PFMEMALLOC_INDEX  # set by the core (prep_new_page)
 
 
 def __page_frag_cache_refill(k, nc: PageFragCache, gfp_mask: int) -> int | None:
@@ -177,17 +154,13 @@ def __page_frag_cache_refill(k, nc: PageFragCache, gfp_mask: int) -> int | None:
     pfn = pa.alloc_pages_nodemask(gfp_mask, PAGE_FRAG_CACHE_MAX_ORDER)
     nc.size = PAGE_FRAG_CACHE_MAX_SIZE if pfn is not None else PAGE_SIZE
     order = PAGE_FRAG_CACHE_MAX_ORDER
-    reserves = False
     if pfn is None:
         order = 0
-        reserves = _needs_reserves(k, gfp)
         pfn = pa.alloc_pages_nodemask(gfp, 0)
     nc.va = page_address(pfn) if pfn is not None else None
     if pfn is None:
         return None
-    if order:
-        k.memmap.set(pfn, PG_head)  # prep_compound_page()
-    st.pages[pfn] = FragPage(order, 0, reserves)
+    st.pages[pfn] = FragPage(order, 0)
     if nc not in st.caches:
         st.caches.append(nc)
     return pfn

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import EEXIST, KernelBug
 from . import gfp as G
-from .page import PG_head, PG_slab
+from .page import PG_slab
 from .slub_debug import (_API, _TRACK, _U64, TRACK_ALLOC, TRACK_FREE, SlubDebug,  # noqa: F401
                          _bswap64)
 from .slab_common import (ALIGN, DEBUG_DEFAULT_FLAGS, DEBUG_METADATA_FLAGS, KMALLOC_DMA,
@@ -773,9 +773,7 @@ class Slub(SlubDebug):
         k = self.k
         mm = k.memmap
         page = Slab(pfn, order, s, objects, mm.page_to_nid(pfn))
-        mm.set(pfn, PG_slab)
-        if order:
-            mm.set(pfn, PG_head)
+        mm.set(pfn, PG_slab)  # PG_head: prep_compound_page() (allocflags has __GFP_COMP)
         for p in range(pfn, pfn + (1 << order)):
             row = k.frames.view(p)
             self._rows[p] = row
@@ -836,7 +834,6 @@ class Slub(SlubDebug):
                 self.check_object(s, page, p, SLUB_RED_INACTIVE)
         mm = self.k.memmap
         mm.clear(page.pfn, PG_slab)
-        mm.clear(page.pfn, PG_head)
         for p in range(page.pfn, page.pfn + (1 << order)):
             self._rows.pop(p, None)
             self._q.pop(p, None)
@@ -1322,8 +1319,6 @@ class Slub(SlubDebug):
                                                      None if node == NUMA_NO_NODE else node)
         if pfn is None:
             return None
-        if order:
-            self.k.memmap.set(pfn, PG_head)
         self._large[pfn] = order
         for p in range(pfn, pfn + (1 << order)):
             self._large_head[p] = pfn
@@ -1346,7 +1341,6 @@ class Slub(SlubDebug):
                 del self._large_head[p]
             k = self.k
             k.pgdats[k.memmap.page_to_nid(head)].vm_stat["nr_slab_unreclaimable"] -= 1 << order
-            k.memmap.clear(head, PG_head)
             k.page_alloc.free_pages(head, order)
             return
         s = page.cache
