@@ -454,3 +454,79 @@ def test_highmem_pageblock_order_is_the_huge_page_order(arch, order):
         f"Page block order: {order}\nPages per block:  {1 << order}\n")
     assert len(k.page_alloc.pageblock_flags) == k.memmap.nr >> order
     k.check()
+
+
+# ---------------------------------------------------------------- property: the kmap pools
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_kmap_ops = st.lists(st.tuples(st.sampled_from(["kmap", "kunmap", "atomic", "unatomic", "flush"]),
+                               st.integers(0, 11)), min_size=1, max_size=60)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_kmap_ops)
+def test_highmem_kmap_pools_random(ops):
+    """Random kmap/kunmap/kmap_atomic/kunmap_atomic on 12 HighMem pages with the pkmap pool
+    cut to 8 slots (so wraps, flushes and exhaustion happen): every mapping reads its own
+    page, no slot serves two pages, counts match the users, failures change nothing."""
+    k = i386("1G")
+    h = k.highmem
+    h.LAST_PKMAP = 8
+    h.pkmap_count = [0] * 8
+    h.pkmap_page = [None] * 8
+    pages = high_pages(k, 12)
+    for i, p in enumerate(pages):
+        k.frames.write(p.pfn, 0, bytes([i + 1]) * 16)
+    users = [0] * 12
+    atomic: list[int] = []
+    for op, i in ops:
+        p = pages[i]
+        snap = (list(h.pkmap_count), list(h.pkmap_page), dict(h.page_virtual), h.last_pkmap_nr)
+        if op == "kmap":
+            if atomic:
+                continue  # would be a sleeping call in atomic context
+            busy = sum(1 for c in h.pkmap_count if c >= 2)
+            try:
+                v = k.kmap(p)
+            except KernelDeadlock:
+                assert busy == 8 and users[i] == 0
+                assert snap == (list(h.pkmap_count), list(h.pkmap_page), dict(h.page_virtual),
+                                h.last_pkmap_nr)
+                continue
+            users[i] += 1
+            assert k.page_address(p) == v and k.kread(v, 16) == bytes([i + 1]) * 16
+        elif op == "kunmap":
+            if users[i] == 0:
+                with pytest.raises(KernelBug):
+                    k.kunmap(p)
+                assert snap == (list(h.pkmap_count), list(h.pkmap_page), dict(h.page_virtual),
+                                h.last_pkmap_nr)
+                continue
+            k.kunmap(p)
+            users[i] -= 1
+        elif op == "atomic":
+            if len(atomic) == 20:
+                continue
+            v = k.kmap_atomic(p)
+            assert k.kread(v, 16) == bytes([i + 1]) * 16
+            atomic.append(v)
+        elif op == "unatomic":
+            if atomic:
+                k.kunmap_atomic(atomic.pop())
+        else:
+            k.kmap_flush_unused()
+        # every page with users has its own slot, counted exactly
+        slots = {}
+        for j, q in enumerate(pages):
+            if users[j]:
+                v = k.page_address(q)
+                assert v is not None and v not in slots.values()
+                slots[j] = v
+                assert h.pkmap_count[(v - h.PKMAP_BASE) >> 12] == users[j] + 1
+        assert sum(c - 1 for c in h.pkmap_count if c >= 2) == sum(users)
+        assert k.current_ctx().preempt_count == len(atomic)
+        h.check()
+    while atomic:
+        k.kunmap_atomic(atomic.pop())
+    k.check()
