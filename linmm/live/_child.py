@@ -38,7 +38,7 @@ libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ul
 
 SYS = {"mmap": 9, "mprotect": 10, "munmap": 11, "brk": 12, "mremap": 25, "mincore": 27,
        "madvise": 28, "mlock": 149, "munlock": 150, "mlockall": 151, "munlockall": 152,
-       "mlock2": 325, "prlimit64": 302}
+       "mlock2": 325, "prlimit64": 302, "move_pages": 279}
 RLIMITS = {"RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_AS": 9, "RLIMIT_MEMLOCK": 8}
 MASK64 = (1 << 64) - 1
 
@@ -174,6 +174,17 @@ def op_munlockall():
 
 _rlim = (ctypes.c_uint64 * 2)()
 _old = (ctypes.c_uint64 * 2)()
+
+
+def op_move_pages(pid, pages, nodes, flags, status):
+    """move_pages(2) with this process's own arrays: (ret, status after the call)."""
+    n = len(pages)
+    pa = (ctypes.c_uint64 * n)(*pages)
+    na = (ctypes.c_int * n)(*nodes) if nodes is not None else None
+    sa = (ctypes.c_int * n)(*status)
+    ret = sysc("move_pages", pid, n, ctypes.addressof(pa),
+               ctypes.addressof(na) if na is not None else 0, ctypes.addressof(sa), flags)
+    return s64(ret), list(sa)
 
 
 def op_setrlimit(name, value):

@@ -323,6 +323,19 @@ class LiveTask:
         self._request("munlockall")
         self.mcl_future = False
 
+    def move_pages(self, pid: int, pages: list[int], nodes: list[int] | None = None, flags: int = 0,
+                   status: list[int] | None = None) -> tuple[int, list[int]]:
+        """move_pages(2) from the live process: (ret, status)."""
+        if pid == self.pid:
+            pid = 0
+        st = list(status) if status is not None else [0] * len(pages)
+        ret, st = self._request("move_pages", (pid, [int(p) for p in pages],
+                                                None if nodes is None else [int(x) for x in nodes],
+                                                flags, st))
+        if status is not None:
+            status[:] = st
+        return ret, st
+
     def setrlimit(self, name: str, value: int) -> None:
         if name not in ("RLIMIT_MEMLOCK", "RLIMIT_DATA", "RLIMIT_AS", "RLIMIT_STACK"):
             raise EINVAL(f"setrlimit: unknown resource {name}")

@@ -201,3 +201,34 @@ def scenario_mremap_v57_semantics(k) -> dict:
         "layout_after": maps_layout(k, t, a, 8),
     }
 
+
+
+_FOLIO_WALK = ("since 6.12 move_pages looks pages up with folio_walk: an untouched anonymous "
+               "page reads -ENOENT (-2); v5.7's follow_page(FOLL_DUMP) gives -EFAULT (-14)")
+
+
+@scenario(needs_root=True, expected_differences={"query": _FOLIO_WALK, "to_node0": _FOLIO_WALK})
+def scenario_move_pages_one_node(k) -> dict:
+    """move_pages(2) on a one-node machine: the query gives node 0 for a written page and
+    -EFAULT for an untouched page, the zero page and an unmapped address; moving pages to
+    node 0, where they are, gives status 0 (an untouched page: -EFAULT); unknown flags ->
+    EINVAL, MPOL_MF_MOVE_ALL without CAP_SYS_NICE -> EPERM, no such pid -> ESRCH, node 1
+    or 64 (no memory) -> ENODEV."""
+    from ..uapi import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL
+    t = k.spawn("mvpages")
+    a = region(t, 4)
+    t.write(a, b"x")
+    t.read(a + 2 * PAGE, 1)
+    obs = {
+        "query": t.move_pages(0, [a, a + PAGE, a + 2 * PAGE, 0x1000]),
+        "to_node0": t.move_pages(0, [a, a + PAGE], [0, 0], MPOL_MF_MOVE),
+    }
+    obs["flags_8"] = outcome(t.move_pages, 0, [a], [0], 8)
+    obs["no_such_pid"] = outcome(t.move_pages, 4194305, [a], [0])
+    obs["node_1"] = outcome(t.move_pages, 0, [a], [1])
+    obs["node_64"] = outcome(t.move_pages, 0, [a], [64])
+    u = k.spawn("mvuser", uid=1000)
+    b = region(u, 1, at=64 * PAGE)
+    u.write(b, b"y")
+    obs["move_all_unprivileged"] = outcome(u.move_pages, 0, [b], [0], MPOL_MF_MOVE_ALL)
+    return obs

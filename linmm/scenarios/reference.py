@@ -437,4 +437,11 @@ LIVE_REFERENCE = {'anon_private_write_faults': {'obs': {'minflt_first_writes': 6
                                  'shared_rw.offset': '00000000',
                                  'shared_rw.dev': '00:01',
                                  'shared_rw.inode_zero': False,
-                                 'shared_rw.pathname': '/dev/zero (deleted)'}}}
+                                 'shared_rw.pathname': '/dev/zero (deleted)'}},
+ 'move_pages_one_node': {'obs': {'query': [0, [0, -2, -14, -14]],
+                                 'to_node0': [0, [0, -2]],
+                                 'flags_8': 'EINVAL',
+                                 'no_such_pid': 'ESRCH',
+                                 'node_1': 'ENODEV',
+                                 'node_64': 'ENODEV',
+                                 'move_all_unprivileged': 'EPERM'}}}
