@@ -190,8 +190,8 @@ def boot(k) -> None:
     k.sched.kthread_create("kthreadd", None)
     for pg in k.pgdats:
         cpu = pg.cpus[0] if pg.cpus else 0
-        k.sched.kthread_create(f"kswapd{pg.node_id}",
-                               (lambda now, p=pg: k.vmscan.kswapd_step(p, now)), cpu)
+        pg.kswapd = k.sched.kthread_create(f"kswapd{pg.node_id}",
+                                           (lambda now, p=pg: k.vmscan.kswapd_step(p, now)), cpu)
         k.sched.kthread_create(f"kcompactd{pg.node_id}", None, cpu)
     k.sched.kthread_create("oom_reaper", lambda now: k.oom.oom_reaper_step(now))
     # ---- initcalls

@@ -122,7 +122,7 @@ class PgData:
         self.kswapd_order = 0
         self.kswapd_classzone_idx = MAX_NR_ZONES
         self.kswapd_failures = 0
-        self.kswapd_sleeping = True  # full sleep (normal stat threshold)
+        self.kswapd = None  # its KThread (set at boot)
         self.kswapd_state = "sleep"  # "try" | "nap" | "sleep"
         self.nap_end = 0
         self.nap_woken = False
@@ -134,6 +134,11 @@ class PgData:
 
     def __repr__(self) -> str:
         return f"<node {self.node_id}>"
+
+    @property
+    def kswapd_sleeping(self) -> bool:
+        """kswapd is in its full sleep and nobody has woken it yet."""
+        return self.kswapd_state == "sleep" and (self.kswapd is None or self.kswapd.due is None)
 
     def zone_of(self, ztype: int) -> Zone | None:
         """The node's zone of a type (ZONE_NORMAL ...), None if the arch has none."""

@@ -370,8 +370,6 @@ class VmScan:
         """wake_up_interruptible(&pgdat->kswapd_wait): ends a nap early or a full sleep."""
         if pgdat.kswapd_state == "nap":
             pgdat.nap_woken = True
-        elif pgdat.kswapd_state == "sleep":
-            pgdat.kswapd_sleeping = False
         self.k.sched.wake(f"kswapd{pgdat.node_id}", force=True)
 
     def wake_all_kswapds(self, order: int, gfp: int, ac) -> None:
@@ -458,13 +456,11 @@ class VmScan:
             if not remaining and self.prepare_kswapd_sleep(pgdat, pgdat.ks_reclaim_order,
                                                            pgdat.ks_classzone):
                 pgdat.kswapd_state = "sleep"
-                pgdat.kswapd_sleeping = True
                 return None
             self.k.vm_events["kswapd_low_wmark_hit_quickly" if remaining
                              else "kswapd_high_wmark_hit_quickly"] += 1
             return self._kswapd_balance(pgdat)
         if st == "sleep":  # woken from the full sleep
-            pgdat.kswapd_sleeping = False
             return self._kswapd_balance(pgdat)
         # "try": kswapd_try_to_sleep()
         if self.prepare_kswapd_sleep(pgdat, pgdat.ks_reclaim_order, pgdat.ks_classzone):
