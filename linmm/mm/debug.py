@@ -37,6 +37,26 @@ def check_kernel(k) -> None:
     page_reporting.check(k)
 
 
+def dump_page(k, pfn: int, reason: str | None = None) -> None:
+    """__dump_page() (mm/debug.c, v5.7) without the "raw:" hex lines: the model keeps no
+    lru pointers or memcg to print there."""
+    from .page_owner import format_page_flags
+    mm = k.memmap
+    head = mm.compound_head_pfn(pfn)
+    mapcount = mm.page_mapcount(pfn) if not mm.page_has_type(pfn) else 0
+    mapping = int(mm.mapping[pfn]) & 0xFFFFFFFFFFFFFFFF
+    line = (f"page:{k.pfn_to_page(pfn).address:016x} refcount:{int(mm.refcount[head])} "
+            f"mapcount:{mapcount} mapping:{mapping:016x} index:{int(mm.index[pfn]):#x}")
+    if mm.PageCompound(pfn):
+        line += f" compound_mapcount: {0}"
+    k.printk(line)
+    flags = int(mm.flags[pfn])
+    kind = "anon " if int(mm.mapping[head]) & 1 and not mm.PageTail(pfn) else ""
+    k.printk(f"{kind}flags: {flags:#x}({format_page_flags(flags)})")
+    if reason:
+        k.printk(f"page dumped because: {reason}")
+
+
 def check_compound(k) -> None:
     """Every compound page: a PG_head head with its order, 2^order - 1 tails pointing at
     it with TAIL_MAPPING and refcount 0; no tail without such a head."""

@@ -371,10 +371,5 @@ class MemoryHotplug:
             k.page_alloc.zone_pageset_init(z)
 
     def dump_page(self, pfn: int, reason: str) -> None:
-        k = self.k
-        mm = k.memmap
-        k.printk(f"page:{k.pfn_to_page(pfn).address:016x} refcount:{int(mm.refcount[pfn])} "
-                 f"mapcount:{mm.get_mapcount_raw(pfn) + 1} mapping:{int(mm.mapping[pfn]):016x} "
-                 f"index:{int(mm.index[pfn]):#x}")
-        k.printk(f"flags: {int(mm.flags[pfn]):#x}()")
-        k.printk(f"page dumped because: {reason}")
+        from .debug import dump_page
+        dump_page(self.k, pfn, reason)
