@@ -57,8 +57,10 @@ def test_mm_s7_offline_failures_change_nothing(block, word, err):
         k.write_file(f"{MEM}/memory{block}/state", word)
     assert k.read_file(f"{MEM}/memory{block}/state") == "online\n"
     assert (memtotal(k), k.read_file("/proc/buddyinfo")) == before
-    if err is EBUSY:
+    if err is EBUSY:  # memory39 ends with the boot memmap: a PG_reserved page
         assert "page dumped because: unmovable page" in k.dmesg()
+        assert re.search(r"^page:ffffea[0-9a-f]{10} refcount:1 mapcount:0 mapping:0{16} index:0x0\n"
+                         r"flags: 0x[0-9a-f]+\(reserved\)\n", k.dmesg(), re.M)
     k.check()
 
 
