@@ -135,6 +135,11 @@ def test_migration_s6_errors():
         t.move_pages(0, [A, A + P], [1, 7], MPOL_MF_MOVE, status)
     assert status == [1, 0] and k.pfn_to_nid(pfn_of(t, A)) == 1  # the batch before moved
     assert t.move_pages(t.pid, [A + P], [1]) == (0, [1])  # own pid works like 0
+    write_pages(t, 3)
+    status = [7, 7]
+    with pytest.raises(ENODEV):  # a page already on its node gets its status at once
+        t.move_pages(0, [A + 2 * P, A + 2 * P], [0, 9], MPOL_MF_MOVE, status)
+    assert status == [0, 7]
     k.check()
 
 

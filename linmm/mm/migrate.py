@@ -230,7 +230,7 @@ def do_pages_stat(k, mm, pages: list[int], status: list[int]) -> None:
 
 
 def add_page_for_migration(k, mm, addr: int, node: int, pagelist: list[int], migrate_all: bool) -> int:
-    """0 when queued (or already on node), else a negative status."""
+    """1 when queued, 0 when the page is already on node, else a negative status."""
     vma = k.mmap.find_vma(mm, addr)
     if vma is None or addr < vma.vm_start or not vma_migratable(vma):
         return _EFAULT
@@ -245,68 +245,69 @@ def add_page_for_migration(k, mm, addr: int, node: int, pagelist: list[int], mig
     if not k.migrate.isolate_lru_page(pfn):
         return _EBUSY
     pagelist.append(pfn)
-    return 0
+    return 1
 
 
-def do_move_pages_to_node(k, pagelist: list[int], node: int) -> int:
+def move_pages_and_store_status(k, node, pagelist: list[int], status: list[int], start: int, i: int,
+                                nr_pages: int) -> int:
+    """Migrate the queued batch; on success every status in [start, i) is node.  n pages
+    failed -> n plus the pages not attempted (nr_pages - i - 1); -ENOMEM raises."""
+    from ..errors import ENOMEM
+    if not pagelist:
+        return 0
     err = k.migrate.migrate_pages(pagelist, node, "syscall_or_cpuset")
     for pfn in pagelist:  # putback_movable_pages()
         k.migrate.putback_lru_page(pfn)
     pagelist.clear()
-    return err
+    if err == -12:
+        raise ENOMEM("move_pages: no memory on the target node")
+    if err:
+        return err + nr_pages - i - 1
+    status[start:i] = [node] * (i - start)
+    return 0
 
 
 def do_pages_move(k, mm, pages: list[int], nodes: list[int], status: list[int], flags: int) -> int:
-    """Batches of consecutive equal target nodes; a lookup or isolation error is a status
-    and ends the batch; a failed batch stops the call (v5.7 do_pages_move)."""
-    from ..errors import EACCES, ENODEV, ENOMEM
+    """v5.7 do_pages_move(): batches of consecutive equal target nodes; an entry that is
+    not queued (already there, or an error) gets its status and ends the batch; a batch
+    with failures stops the call (the return value counts them and the pages not tried)."""
+    from ..errors import ENODEV, Errno
     if len(nodes) != len(pages):
         raise ValueError("move_pages: pages and nodes differ in length")
     k.vmscan.lru_add_drain()  # migrate_prep()
-    n = len(pages)
+    nr = len(pages)
     memory_nodes = {pg.node_id for pg in k.pgdats if any(z.present_pages for z in pg.node_zones)}
     current = None
-    start = 0
+    start = i = 0
     pagelist: list[int] = []
     fatal = None
-    i = 0
-
-    def flush(at: int) -> int:
-        err = do_move_pages_to_node(k, pagelist, current)
-        if err == -12:
-            raise ENOMEM("move_pages: no memory on the target node")
-        if err > 0:
-            return err + (n - at - 1)
-        status[start:at] = [current] * (at - start)
-        return 0
-
-    while i < n:
+    while i < nr:
         addr, node = pages[i], nodes[i]
         if not 0 <= node < MAX_NUMNODES or node not in memory_nodes:
             fatal = ENODEV(f"move_pages: node {node} has no memory")
-            break
+            break  # (cpusets are not modelled: every node with memory is allowed, no EACCES)
         if current is None:
             current, start = node, i
         elif node != current:
-            left = flush(i)
-            if left:
-                return left
+            err = move_pages_and_store_status(k, current, pagelist, status, start, i, nr)
+            if err:
+                return err
             start, current = i, node
         err = add_page_for_migration(k, mm, addr, current, pagelist, bool(flags & MPOL_MF_MOVE_ALL))
-        if not err:
+        if err > 0:
             i += 1
             continue
-        status[i] = err
-        left = flush(i)
-        if left:
-            return left
+        status[i] = err if err else current
+        err = move_pages_and_store_status(k, current, pagelist, status, start, i, nr)
+        if err:
+            return err
         current = None
         i += 1
-    if current is not None and (pagelist or fatal is None):
-        left = flush(i)
-        if left:
-            return left
+    try:  # out_flush: the pending batch goes first; an earlier error wins
+        err = move_pages_and_store_status(k, current, pagelist, status, start, i, nr)
+    except Errno:
+        if fatal is None:
+            raise
     if fatal is not None:
         raise fatal
-    _ = EACCES  # cpusets are not modelled: every node with memory is allowed
-    return 0
+    return err
