@@ -6,6 +6,13 @@ model's direct-map addresses.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import KernelBug
+from . import gfp as G
+
+if TYPE_CHECKING:
+    from .slub import KmemCache
 
 # ------------------------------------------------------------------ addresses
 PAGE_SHIFT = 12
@@ -272,3 +279,188 @@ def python_frames(skip_files: tuple[str, ...], limit: int):
             out.append((code.co_name, code, f.f_lineno))
         f = f.f_back
     return out
+
+
+class SlabCommon:
+    """mm/slab_common.c, mixed into Slub: cache creation and merging (aliases), the
+    kmalloc caches, kmalloc_order, ksize, kmem_cache_shrink and kmem_cache_destroy.
+    The allocator proper (kmem_cache_open, slab pages, fast and slow paths) is slub.py."""
+
+    def create_kmalloc_caches(self) -> None:
+        for typ in (KMALLOC_NORMAL, KMALLOC_RECLAIM):
+            for i in range(KMALLOC_SHIFT_LOW, KMALLOC_SHIFT_HIGH + 1):
+                if self.kmalloc_caches[typ][i] is None:
+                    self.new_kmalloc_cache(i, typ, 0)
+                if i == 6 and self.kmalloc_caches[typ][1] is None:
+                    self.new_kmalloc_cache(1, typ, 0)
+                if i == 7 and self.kmalloc_caches[typ][2] is None:
+                    self.new_kmalloc_cache(2, typ, 0)
+        for i in range(KMALLOC_SHIFT_HIGH + 1):  # CONFIG_ZONE_DMA
+            if self.kmalloc_caches[KMALLOC_NORMAL][i] is not None:
+                self.kmalloc_caches[KMALLOC_DMA][i] = self.create_kmalloc_cache(
+                    KMALLOC_NAMES[i][KMALLOC_DMA], KMALLOC_INFO[i], SLAB_CACHE_DMA, 0, 0)
+
+    def new_kmalloc_cache(self, idx: int, typ: int, flags: int) -> None:
+        if typ == KMALLOC_RECLAIM:
+            flags |= SLAB_RECLAIM_ACCOUNT
+        size = KMALLOC_INFO[idx]
+        self.kmalloc_caches[typ][idx] = self.create_kmalloc_cache(KMALLOC_NAMES[idx][typ], size,
+                                                                  flags, 0, size)
+
+    def create_kmalloc_cache(self, name, size, flags, useroffset, usersize) -> KmemCache:
+        s = self._new_cache(name, size, 0, None, useroffset, usersize)
+        align = 8  # ARCH_KMALLOC_MINALIGN
+        if is_power_of_2(size):
+            align = max(align, size)
+        s.align = calculate_alignment(flags, align, size)
+        err = self.__kmem_cache_create(s, flags)
+        if err:
+            raise KernelBug(f"Kernel panic - not syncing: Creation of kmalloc slab {name} "
+                            f"size={size} failed. Reason {err}")
+        s.refcount = -1
+        self.caches.append(s)
+        s.refcount = 1
+        return s
+
+    def slab_unmergeable(self, s: KmemCache) -> bool:
+        return bool(self.slab_nomerge or s.flags & SLAB_NEVER_MERGE or s.ctor or s.usersize
+                    or s.refcount < 0)
+
+    def find_mergeable(self, size: int, align: int, flags: int, name: str, ctor) -> KmemCache | None:
+        if self.slab_nomerge or ctor:
+            return None
+        size = ALIGN(size, SIZEOF_PTR)
+        align = calculate_alignment(flags, align, size)
+        size = ALIGN(size, align)
+        flags = self.kmem_cache_flags(size, flags, name)
+        if flags & SLAB_NEVER_MERGE:
+            return None
+        for s in self.caches:  # list_for_each_entry_reverse(slab_root_caches): oldest first
+            if self.slab_unmergeable(s):
+                continue
+            if size > s.size:
+                continue
+            if flags & SLAB_MERGE_SAME != s.flags & SLAB_MERGE_SAME:
+                continue
+            if s.size & ~(align - 1) != s.size:
+                continue
+            if s.size - size >= SIZEOF_PTR:
+                continue
+            return s
+        return None
+
+    def kmem_cache_create(self, name: str, size: int, align: int = 0, flags: int = 0,
+                          ctor: Callable | None = None) -> KmemCache | None:
+        return self.kmem_cache_create_usercopy(name, size, align, flags, 0, 0, ctor)
+
+    def kmem_cache_create_usercopy(self, name: str, size: int, align: int = 0, flags: int = 0,
+                                   useroffset: int = 0, usersize: int = 0,
+                                   ctor: Callable | None = None) -> KmemCache | None:
+        err = 0
+        s = None
+        if self.k.config.debug_vm and (not name or size < SIZEOF_PTR or size > KMALLOC_MAX_SIZE):
+            self.printk(f"kmem_cache_create({name}) integrity check failed")
+            err = -22
+        elif flags & ~SLAB_FLAGS_PERMITTED:
+            err = -22
+        else:
+            if (not usersize and useroffset) or size < usersize or size - usersize < useroffset:
+                usersize = useroffset = 0
+            if not usersize:
+                s = self.__kmem_cache_alias(name, size, align, flags, ctor)
+            if s is None:
+                res = self.create_cache(name, size, calculate_alignment(flags, align, size), flags,
+                                        useroffset, usersize, ctor)
+                if isinstance(res, int):
+                    err = res
+                else:
+                    s = res
+        if err:
+            self.printk(f"kmem_cache_create({name}) failed with error {err}")
+            self.dump_stack()
+            return None
+        return s
+
+    def create_cache(self, name, object_size, align, flags, useroffset, usersize, ctor):
+        if useroffset + usersize > object_size:
+            useroffset = usersize = 0
+        s = self._new_cache(name, object_size, align, ctor, useroffset, usersize)
+        err = self.__kmem_cache_create(s, flags)
+        if err:
+            return err
+        s.refcount = 1
+        self.caches.append(s)
+        return s
+
+    def kmalloc_slab(self, size: int, gfp: int) -> KmemCache | None:
+        idx = kmalloc_slab_index(size)
+        if not gfp & (G._GFP_DMA | G._GFP_RECLAIMABLE):
+            typ = KMALLOC_NORMAL
+        else:
+            typ = KMALLOC_DMA if gfp & G._GFP_DMA else KMALLOC_RECLAIM
+        return self.kmalloc_caches[typ][idx]
+
+    def kmalloc_large(self, size: int, gfp: int, node: int) -> int | None:
+        """kmalloc_order(): a compound page block, counted in NR_SLAB_UNRECLAIMABLE."""
+        order = get_order(size)
+        pfn = self.k.page_alloc.alloc_pages_nodemask(gfp | G._GFP_COMP, order,
+                                                     None if node == NUMA_NO_NODE else node)
+        if pfn is None:
+            return None
+        self._large[pfn] = order
+        for p in range(pfn, pfn + (1 << order)):
+            self._large_head[p] = pfn
+        self.k.pgdats[self.k.memmap.page_to_nid(pfn)].vm_stat["nr_slab_unreclaimable"] += 1 << order
+        return page_address(pfn)
+
+    def ksize(self, x: int | None) -> int:
+        if not x:
+            self.k.printk_once("WARNING: CPU: 0 PID: 0 at mm/slab_common.c:1001 ksize")
+            return 0
+        if x == ZERO_SIZE_PTR:
+            return 0
+        a = x - PAGE_OFFSET
+        page = self._slab_of.get(a >> 12)
+        if page is None:
+            head = self._large_head.get(a >> 12)
+            if head is None:
+                self.k.printk_once("WARNING: CPU: 0 PID: 0 at mm/slub.c:3951 __ksize")
+                return PAGE_SIZE
+            return PAGE_SIZE << self._large[head]
+        return self.slab_ksize(page.cache)
+
+    @staticmethod
+    def slab_ksize(s: KmemCache) -> int:
+        if s.flags & (SLAB_RED_ZONE | SLAB_POISON):
+            return s.object_size
+        if s.flags & (SLAB_TYPESAFE_BY_RCU | SLAB_STORE_USER):
+            return s.inuse
+        return s.size
+
+    def kmem_cache_shrink(self, s: KmemCache) -> int:
+        return self.__kmem_cache_shrink(s)
+
+    def kmem_cache_destroy(self, s: KmemCache | None) -> None:
+        if s is None:
+            return
+        s.refcount -= 1
+        if s.refcount:
+            return
+        if self.shutdown_cache(s):
+            self.printk(f"kmem_cache_destroy {s.name}: Slab cache still has objects")
+            self.dump_stack()
+
+    def shutdown_cache(self, s: KmemCache) -> int:
+        if self.__kmem_cache_shutdown(s):
+            return -16  # -EBUSY
+        if s in self.caches:
+            self.caches.remove(s)
+        if s.sysfs_name is not None and self.sysfs_dirs.get(s.sysfs_name) is s:
+            del self.sysfs_dirs[s.sysfs_name]  # alias links stay (v5.7)
+        s.sysfs_name = None
+        s.destroyed = True
+        for row in self.kmalloc_caches:
+            for i, c in enumerate(row):
+                if c is s:
+                    row[i] = None
+        return 0

@@ -13,26 +13,22 @@ that stack dumps and tracks read like the kernel's.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
 
 import numpy as np
 
 from ..errors import EEXIST, KernelBug
 from . import gfp as G
 from .page import PG_slab
+from .slab_common import SlabCommon
 from .slub_debug import (_API, _TRACK, _U64, TRACK_ALLOC, TRACK_FREE, SlubDebug,  # noqa: F401
                          _bswap64)
-from .slab_common import (ALIGN, DEBUG_DEFAULT_FLAGS, DEBUG_METADATA_FLAGS, KMALLOC_DMA,
-                          KMALLOC_INFO, KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE, KMALLOC_NAMES,
-                          KMALLOC_NORMAL, KMALLOC_RECLAIM, KMALLOC_SHIFT_HIGH, KMALLOC_SHIFT_LOW,
-                          MAX_OBJS_PER_PAGE, MAX_ORDER, MAX_PARTIAL, MIN_PARTIAL, NUMA_NO_NODE,
+from .slab_common import (ALIGN, DEBUG_DEFAULT_FLAGS, DEBUG_METADATA_FLAGS, KMALLOC_MAX_CACHE_SIZE, KMALLOC_SHIFT_HIGH, MAX_OBJS_PER_PAGE, MAX_ORDER, MAX_PARTIAL, MIN_PARTIAL, NUMA_NO_NODE,
                           PAGE_ALLOC_COSTLY_ORDER, PAGE_OFFSET, PAGE_SIZE, POISON_INUSE, SHRINK_PROMOTE_MAX, SIZEOF_PTR, SLAB_ACCOUNT, SLAB_CACHE_DMA,
                           SLAB_CACHE_DMA32, SLAB_CONSISTENCY_CHECKS, SLAB_DEBUG_FLAGS, SLAB_FAILSLAB,
-                          SLAB_FLAGS_PERMITTED, SLAB_MERGE_SAME, SLAB_NEVER_MERGE, SLAB_POISON,
+                          SLAB_POISON,
                           SLAB_RECLAIM_ACCOUNT, SLAB_RED_ZONE, SLAB_STORE_USER, SLAB_TRACE,
                           SLAB_TYPESAFE_BY_RCU, SLUB_RED_INACTIVE, TRACK_SIZE, ZERO_SIZE_PTR, KallSyms, _CMPXCHG_DOUBLE,
-                          _OBJECT_POISON, calculate_alignment, fls, get_order, ilog2, is_power_of_2,
-                          kmalloc_slab_index, page_address, print_tainted, python_frames)
+                          _OBJECT_POISON, fls, get_order, ilog2, page_address, print_tainted, python_frames)
 
 # enum stat_item
 STAT_ITEMS = ("alloc_fastpath", "alloc_slowpath", "free_fastpath", "free_slowpath", "free_frozen",
@@ -183,7 +179,7 @@ def _get_option(text: str) -> int | None:
     return -v if m.group(1) == "-" else v
 
 
-class Slub(SlubDebug):
+class Slub(SlabCommon, SlubDebug):
     """The slab allocator of kernel k (mm/slub.c + mm/slab_common.c)."""
 
     def __init__(self, k):
@@ -558,41 +554,6 @@ class Slub(SlubDebug):
     def _new_cache(self, name, size, align, ctor, useroffset, usersize) -> KmemCache:
         return KmemCache(name, size, align, ctor, useroffset, usersize, self.ncpus, self.nnodes)
 
-    def create_kmalloc_caches(self) -> None:
-        for typ in (KMALLOC_NORMAL, KMALLOC_RECLAIM):
-            for i in range(KMALLOC_SHIFT_LOW, KMALLOC_SHIFT_HIGH + 1):
-                if self.kmalloc_caches[typ][i] is None:
-                    self.new_kmalloc_cache(i, typ, 0)
-                if i == 6 and self.kmalloc_caches[typ][1] is None:
-                    self.new_kmalloc_cache(1, typ, 0)
-                if i == 7 and self.kmalloc_caches[typ][2] is None:
-                    self.new_kmalloc_cache(2, typ, 0)
-        for i in range(KMALLOC_SHIFT_HIGH + 1):  # CONFIG_ZONE_DMA
-            if self.kmalloc_caches[KMALLOC_NORMAL][i] is not None:
-                self.kmalloc_caches[KMALLOC_DMA][i] = self.create_kmalloc_cache(
-                    KMALLOC_NAMES[i][KMALLOC_DMA], KMALLOC_INFO[i], SLAB_CACHE_DMA, 0, 0)
-
-    def new_kmalloc_cache(self, idx: int, typ: int, flags: int) -> None:
-        if typ == KMALLOC_RECLAIM:
-            flags |= SLAB_RECLAIM_ACCOUNT
-        size = KMALLOC_INFO[idx]
-        self.kmalloc_caches[typ][idx] = self.create_kmalloc_cache(KMALLOC_NAMES[idx][typ], size,
-                                                                  flags, 0, size)
-
-    def create_kmalloc_cache(self, name, size, flags, useroffset, usersize) -> KmemCache:
-        s = self._new_cache(name, size, 0, None, useroffset, usersize)
-        align = 8  # ARCH_KMALLOC_MINALIGN
-        if is_power_of_2(size):
-            align = max(align, size)
-        s.align = calculate_alignment(flags, align, size)
-        err = self.__kmem_cache_create(s, flags)
-        if err:
-            raise KernelBug(f"Kernel panic - not syncing: Creation of kmalloc slab {name} "
-                            f"size={size} failed. Reason {err}")
-        s.refcount = -1
-        self.caches.append(s)
-        s.refcount = 1
-        return s
 
     def __kmem_cache_create(self, s: KmemCache, flags: int) -> int:
         err = self.kmem_cache_open(s, flags)
@@ -602,32 +563,6 @@ class Slub(SlubDebug):
             return 0
         return self.sysfs_slab_add(s)
 
-    def slab_unmergeable(self, s: KmemCache) -> bool:
-        return bool(self.slab_nomerge or s.flags & SLAB_NEVER_MERGE or s.ctor or s.usersize
-                    or s.refcount < 0)
-
-    def find_mergeable(self, size: int, align: int, flags: int, name: str, ctor) -> KmemCache | None:
-        if self.slab_nomerge or ctor:
-            return None
-        size = ALIGN(size, SIZEOF_PTR)
-        align = calculate_alignment(flags, align, size)
-        size = ALIGN(size, align)
-        flags = self.kmem_cache_flags(size, flags, name)
-        if flags & SLAB_NEVER_MERGE:
-            return None
-        for s in self.caches:  # list_for_each_entry_reverse(slab_root_caches): oldest first
-            if self.slab_unmergeable(s):
-                continue
-            if size > s.size:
-                continue
-            if flags & SLAB_MERGE_SAME != s.flags & SLAB_MERGE_SAME:
-                continue
-            if s.size & ~(align - 1) != s.size:
-                continue
-            if s.size - size >= SIZEOF_PTR:
-                continue
-            return s
-        return None
 
     def __kmem_cache_alias(self, name, size, align, flags, ctor) -> KmemCache | None:
         s = self.find_mergeable(size, align, flags, name, ctor)
@@ -640,48 +575,6 @@ class Slub(SlubDebug):
                 s = None
         return s
 
-    def kmem_cache_create(self, name: str, size: int, align: int = 0, flags: int = 0,
-                          ctor: Callable | None = None) -> KmemCache | None:
-        return self.kmem_cache_create_usercopy(name, size, align, flags, 0, 0, ctor)
-
-    def kmem_cache_create_usercopy(self, name: str, size: int, align: int = 0, flags: int = 0,
-                                   useroffset: int = 0, usersize: int = 0,
-                                   ctor: Callable | None = None) -> KmemCache | None:
-        err = 0
-        s = None
-        if self.k.config.debug_vm and (not name or size < SIZEOF_PTR or size > KMALLOC_MAX_SIZE):
-            self.printk(f"kmem_cache_create({name}) integrity check failed")
-            err = -22
-        elif flags & ~SLAB_FLAGS_PERMITTED:
-            err = -22
-        else:
-            if (not usersize and useroffset) or size < usersize or size - usersize < useroffset:
-                usersize = useroffset = 0
-            if not usersize:
-                s = self.__kmem_cache_alias(name, size, align, flags, ctor)
-            if s is None:
-                res = self.create_cache(name, size, calculate_alignment(flags, align, size), flags,
-                                        useroffset, usersize, ctor)
-                if isinstance(res, int):
-                    err = res
-                else:
-                    s = res
-        if err:
-            self.printk(f"kmem_cache_create({name}) failed with error {err}")
-            self.dump_stack()
-            return None
-        return s
-
-    def create_cache(self, name, object_size, align, flags, useroffset, usersize, ctor):
-        if useroffset + usersize > object_size:
-            useroffset = usersize = 0
-        s = self._new_cache(name, object_size, align, ctor, useroffset, usersize)
-        err = self.__kmem_cache_create(s, flags)
-        if err:
-            return err
-        s.refcount = 1
-        self.caches.append(s)
-        return s
 
     # ---------------------------------------------------------------- sysfs registry
     def create_unique_id(self, s: KmemCache) -> str:
@@ -1286,13 +1179,6 @@ class Slub(SlubDebug):
                 self.__flush_cpu_slab(s, cpu)
 
     # ================================================================ kmalloc
-    def kmalloc_slab(self, size: int, gfp: int) -> KmemCache | None:
-        idx = kmalloc_slab_index(size)
-        if not gfp & (G._GFP_DMA | G._GFP_RECLAIMABLE):
-            typ = KMALLOC_NORMAL
-        else:
-            typ = KMALLOC_DMA if gfp & G._GFP_DMA else KMALLOC_RECLAIM
-        return self.kmalloc_caches[typ][idx]
 
     def kmalloc(self, size: int, gfp: int) -> int | None:
         """__kmalloc(size, gfp): ZERO_SIZE_PTR (16) for 0 bytes, None on failure."""
@@ -1312,18 +1198,6 @@ class Slub(SlubDebug):
     def kzalloc(self, size: int, gfp: int) -> int | None:
         return self.kmalloc(size, gfp | _GFP_ZERO)
 
-    def kmalloc_large(self, size: int, gfp: int, node: int) -> int | None:
-        """kmalloc_order(): a compound page block, counted in NR_SLAB_UNRECLAIMABLE."""
-        order = get_order(size)
-        pfn = self.k.page_alloc.alloc_pages_nodemask(gfp | G._GFP_COMP, order,
-                                                     None if node == NUMA_NO_NODE else node)
-        if pfn is None:
-            return None
-        self._large[pfn] = order
-        for p in range(pfn, pfn + (1 << order)):
-            self._large_head[p] = pfn
-        self.k.pgdats[self.k.memmap.page_to_nid(pfn)].vm_stat["nr_slab_unreclaimable"] += 1 << order
-        return page_address(pfn)
 
     def kfree(self, x: int | None) -> None:
         """kfree(x): None / ZERO_SIZE_PTR are no-ops; large blocks go back to the buddy allocator."""
@@ -1346,33 +1220,8 @@ class Slub(SlubDebug):
         s = page.cache
         self.do_slab_free(s, page, x, a)
 
-    def ksize(self, x: int | None) -> int:
-        if not x:
-            self.k.printk_once("WARNING: CPU: 0 PID: 0 at mm/slab_common.c:1001 ksize")
-            return 0
-        if x == ZERO_SIZE_PTR:
-            return 0
-        a = x - PAGE_OFFSET
-        page = self._slab_of.get(a >> 12)
-        if page is None:
-            head = self._large_head.get(a >> 12)
-            if head is None:
-                self.k.printk_once("WARNING: CPU: 0 PID: 0 at mm/slub.c:3951 __ksize")
-                return PAGE_SIZE
-            return PAGE_SIZE << self._large[head]
-        return self.slab_ksize(page.cache)
-
-    @staticmethod
-    def slab_ksize(s: KmemCache) -> int:
-        if s.flags & (SLAB_RED_ZONE | SLAB_POISON):
-            return s.object_size
-        if s.flags & (SLAB_TYPESAFE_BY_RCU | SLAB_STORE_USER):
-            return s.inuse
-        return s.size
 
     # ================================================================ shrink / destroy
-    def kmem_cache_shrink(self, s: KmemCache) -> int:
-        return self.__kmem_cache_shrink(s)
 
     def __kmem_cache_shrink(self, s: KmemCache) -> int:
         self.flush_all(s)
@@ -1403,30 +1252,6 @@ class Slub(SlubDebug):
                 ret = 1
         return ret
 
-    def kmem_cache_destroy(self, s: KmemCache | None) -> None:
-        if s is None:
-            return
-        s.refcount -= 1
-        if s.refcount:
-            return
-        if self.shutdown_cache(s):
-            self.printk(f"kmem_cache_destroy {s.name}: Slab cache still has objects")
-            self.dump_stack()
-
-    def shutdown_cache(self, s: KmemCache) -> int:
-        if self.__kmem_cache_shutdown(s):
-            return -16  # -EBUSY
-        if s in self.caches:
-            self.caches.remove(s)
-        if s.sysfs_name is not None and self.sysfs_dirs.get(s.sysfs_name) is s:
-            del self.sysfs_dirs[s.sysfs_name]  # alias links stay (v5.7)
-        s.sysfs_name = None
-        s.destroyed = True
-        for row in self.kmalloc_caches:
-            for i, c in enumerate(row):
-                if c is s:
-                    row[i] = None
-        return 0
 
     def __kmem_cache_shutdown(self, s: KmemCache) -> int:
         self.flush_all(s)
@@ -1463,3 +1288,8 @@ def get_slub(k) -> Slub:
     if s is None:
         s = Slub(k)
     return s
+
+
+# slab_common.c calls these slub.c entry points; Python mangles __names per class
+for _n in ("kmem_cache_alias", "kmem_cache_create", "kmem_cache_shrink", "kmem_cache_shutdown"):
+    setattr(Slub, f"_SlabCommon__{_n}", getattr(Slub, f"_Slub__{_n}"))
