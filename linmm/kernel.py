@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import MachineConfig
-from .errors import EINVAL, KernelBug, Signal
+from .errors import EINVAL, Errno, KernelBug, Signal
 from .mm import gfp as G
 from .mm.fault import Fault
 from .fork import ForkExit
@@ -576,8 +576,12 @@ class Kernel(HighmemAPI, ForkExit, UserCopy):
         self.memory_hotplug.remove_memory(nid, start, size)
 
     def memremap_pages(self, pgmap, nid: int = -1) -> int:
-        """ZONE_DEVICE struct pages for pgmap.res; returns __va(res.start)."""
-        return self.memremap.memremap_pages(pgmap, nid)
+        """ZONE_DEVICE struct pages for pgmap.res: __va(res.start), or -errno (the kernel's
+        ERR_PTR) with nothing changed."""
+        try:
+            return self.memremap.memremap_pages(pgmap, nid)
+        except Errno as e:
+            return -e.errno
 
     def memunmap_pages(self, pgmap) -> None:
         self.memremap.memunmap_pages(pgmap)
@@ -588,11 +592,16 @@ class Kernel(HighmemAPI, ForkExit, UserCopy):
     def put_dev_pagemap(self, pgmap) -> None:
         self.memremap.put_dev_pagemap(pgmap)
 
-    def request_free_mem_region(self, base, size: int, name: str):
-        """A free section-aligned range for device private memory, claimed under base
-        (usually k.iomem_resource); ERANGE when none is free."""
+    def request_free_mem_region(self, *args):
+        """request_free_mem_region([base,] size, name): a free section-aligned range for
+        device private memory, claimed under base (default: k.iomem_resource); the
+        Resource, or -ERANGE when none is free."""
         from .resource import request_free_mem_region
-        return request_free_mem_region(base, size, name, self.config.max_physmem_bits)
+        base, (size, name) = (args[0], args[1:]) if len(args) == 3 else (self.iomem_resource, args)
+        try:
+            return request_free_mem_region(base, size, name, self.config.max_physmem_bits)
+        except Errno as e:
+            return -e.errno
 
     def release_mem_region(self, start: int, n: int) -> None:
         from .resource import release_mem_region

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import EINVAL, ENOMEM, ENXIO, EOPNOTSUPP, KernelBug
+from ..errors import EINVAL, ENOMEM, ENXIO, EOPNOTSUPP, KernelBug, WouldBlock
 from ..resource import IORES_DESC_NONE, IORESOURCE_SYSTEM_RAM, REGION_DISJOINT, Resource, region_intersects
 from .memory_model import PAGE_OFFSET, PAGES_PER_SECTION, PFN_SECTION_SHIFT, ZONE_DEVICE, Page
 from .page import ARRAYS, PG_active, PG_reserved, PG_waiters, FrameStore, MemMap
@@ -241,8 +241,8 @@ class MemRemap:
         if len(busy) or extra:
             what = (f"page pfn {s + int(busy[0]):#x} has refcount {int(rc[busy[0]])}" if len(busy)
                     else f"{extra} get_dev_pagemap() reference(s) are held")
-            raise KernelBug(f"memunmap_pages: {what}; the kernel would wait in "
-                            "dev_pagemap_cleanup() forever")
+            raise WouldBlock(f"memunmap_pages: {what}; the kernel would wait in "
+                             "dev_pagemap_cleanup() forever")
         pgmap.live = False          # dev_pagemap_kill()
         pgmap.ref -= 1
         rc[:] = 0                   # put_page() of every idle page: __put_page() ...
