@@ -99,6 +99,8 @@ class Kernel(HighmemAPI, ForkExit, UserCopy):
         from .mm.memremap import MemRemap
         from .mm.sparse import Sparse
         self.highmem = Highmem(self)
+        from .mm.hmm import Hmm
+        self.hmm = Hmm(self)
         self.sparse = Sparse(self)
         self.memremap = MemRemap(self)
         self.tainted = 0
@@ -585,6 +587,10 @@ class Kernel(HighmemAPI, ForkExit, UserCopy):
 
     def memunmap_pages(self, pgmap) -> None:
         self.memremap.memunmap_pages(pgmap)
+
+    def hmm_range_fault(self, rng) -> int:
+        """Mirror [rng.start, rng.end) of rng.notifier.mm into rng.hmm_pfns (hmm.md op 1)."""
+        return self.hmm.hmm_range_fault(rng)
 
     def get_dev_pagemap(self, pfn: int, pgmap=None):
         return self.memremap.get_dev_pagemap(pfn, pgmap)

@@ -548,3 +548,44 @@ def test_mmu_notifier_s13_case_a_invalidate_range_before_free():
     k.check()
     k.mmu_notifier_unregister(mn, mm)
     k.check()
+
+
+# ---------------------------------------------------------------- scenario 14
+def test_mmu_notifier_s14_test_hmm_as_an_observer():
+    """dmirror0 READs of 16 written pages: it faults (hmm_range_fault) again exactly
+    after an invalidation of its interval."""
+    from linmm import MADV_DONTNEED, PROT_READ
+    from linmm.hmm import TestHmm
+    k, t, b = setup()
+    a = t.mmap(0, 16 * 0x1000, RW, MAP_PRIVATE | MAP_ANONYMOUS)
+    data = b"".join(bytes([i + 1]) * 0x1000 for i in range(16))
+    t.write(a, data)
+    dev0 = TestHmm(k).devices[0]
+
+    def read():
+        r = dev0.read(t, a, 16)
+        assert r.cpages == 16
+        return r
+
+    r = read()
+    assert r.faults == 1 and r.data == data
+    assert read().faults == 0
+    t.read(a, 16 * 0x1000)  # the CPU reads all 16
+    assert read().faults == 0
+    t.mprotect(a, 16 * 0x1000, RW)  # the same protection: no invalidation
+    assert read().faults == 0
+    t.mprotect(a, 16 * 0x1000, PROT_READ)
+    assert read().faults == 1
+    t.mprotect(a, 16 * 0x1000, RW)
+    assert read().faults == 1
+    c = t.fork()
+    assert read().faults == 1  # fork write-protected the parent's PTEs
+    t.madvise(a + 0x5000, 0x1000, MADV_DONTNEED)
+    r = read()
+    assert r.faults == 1 and r.data[0x5000:0x6000] == bytes(0x1000)
+    k.write_file(f"/proc/{t.pid}/clear_refs", "4")
+    assert read().faults == 1
+    k.write_file(f"/proc/{t.pid}/clear_refs", "1")
+    assert read().faults == 0
+    c.exit()
+    k.check()
