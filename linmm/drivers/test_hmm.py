@@ -201,54 +201,43 @@ class Dmirror:
 
     def read(self, addr: int, npages: int) -> ReadResult:
         """HMM_DMIRROR_READ: copy the mirrored pages, faulting what the mirror lacks."""
-        k = self.k
-        end = self._check(addr, npages)
-        k.sched.run_on_cpu(self.task)
         bounce = bytearray(npages << 12)
-        cpages = faults = 0
-        while True:
-            start = addr + (cpages << 12)
-            for vpn in range(start >> 12, end >> 12):
-                ent = self.pt.get(vpn)
-                if ent is None:
-                    break
-                off = (vpn << 12) - addr
-                bounce[off:off + 4096] = k.frames.read(ent[0])
-                cpages += 1
-            else:
-                break
-            ret = self.dmirror_fault(addr + (cpages << 12), end, False)
-            if ret:
-                raise self._error(ret, cpages, faults)
-            faults += 1
+
+        def copy(pfn: int, off: int) -> None:
+            bounce[off:off + 4096] = self.k.frames.read(pfn)
+        cpages, faults = self._copy_loop(addr, npages, False, copy)
         return ReadResult(bytes(bounce), cpages, faults)
 
     def write(self, addr: int, data: bytes) -> WriteResult:
         """HMM_DMIRROR_WRITE: store into the mirrored pages (write access), faulting them in."""
-        k = self.k
         data = bytes(data)
         if len(data) % 4096:
             raise EINVAL("dmirror: write length must be whole pages")
-        npages = len(data) >> 12
+
+        def copy(pfn: int, off: int) -> None:
+            self.k.frames.write(pfn, 0, data[off:off + 4096])
+        return WriteResult(*self._copy_loop(addr, len(data) >> 12, True, copy))
+
+    def _copy_loop(self, addr: int, npages: int, write: bool, copy) -> tuple[int, int]:
+        """dmirror_read()/dmirror_write(): copy while the mirror has (writable) entries,
+        fault the rest with dmirror_fault() and go on; (cpages, faults)."""
         end = self._check(addr, npages)
-        k.sched.run_on_cpu(self.task)
+        self.k.sched.run_on_cpu(self.task)
         cpages = faults = 0
         while True:
             start = addr + (cpages << 12)
             for vpn in range(start >> 12, end >> 12):
                 ent = self.pt.get(vpn)
-                if ent is None or not ent[1]:
+                if ent is None or (write and not ent[1]):
                     break
-                off = (vpn << 12) - addr
-                k.frames.write(ent[0], 0, data[off:off + 4096])
+                copy(ent[0], (vpn << 12) - addr)
                 cpages += 1
             else:
-                break
-            ret = self.dmirror_fault(addr + (cpages << 12), end, True)
+                return cpages, faults
+            ret = self.dmirror_fault(addr + (cpages << 12), end, write)
             if ret:
                 raise self._error(ret, cpages, faults)
             faults += 1
-        return WriteResult(cpages, faults)
 
     @staticmethod
     def _error(ret: int, cpages: int, faults: int) -> Errno:
