@@ -125,6 +125,7 @@ def test_mm_s12_hot_add_through_probe():
     assert memtotal(k) == "MemTotal:        4228668 kB"  # +131072 kB
     spanned, _, managed = zone_fields(k, "Normal")
     assert (spanned, managed) == (294912, 278528)
+    assert k.pgdats[0].node_end_pfn == 0x148000  # resize_pgdat_range()
     with pytest.raises(EINVAL):
         k.write_file(f"{MEM}/probe", "0x140001000")
     with pytest.raises(linmm.errors.EEXIST):

@@ -344,14 +344,8 @@ class MemoryHotplug:
         pa = k.page_alloc
         mm = k.memmap
         zone = self.zone_for_pfn_range(online_type, nid, start, nr)
-        # move_pfn_range_to_zone(): grow the spans, init the memmap (PG_reserved)
-        if not zone.spanned_pages:
-            zone.zone_start_pfn, zone.spanned_pages = start, nr
-        else:
-            lo = min(zone.zone_start_pfn, start)
-            hi = max(zone.zone_end_pfn, start + nr)
-            zone.zone_start_pfn, zone.spanned_pages = lo, hi - lo
-        mm.set_page_links(start, start + nr, zone.idx, nid)
+        self.move_pfn_range_to_zone(zone, start, nr)
+        mm.set_page_links(start, start + nr, zone.idx, nid)  # memmap_init_zone()
         pa.pageblock_flags[start >> pa.pageblock_order:(start + nr) >> pa.pageblock_order] = MIGRATE_MOVABLE
         k.section_flags[start >> PFN_SECTION_SHIFT:(start + nr) >> PFN_SECTION_SHIFT] |= SECTION_IS_ONLINE
         zone.present_pages += nr
@@ -362,6 +356,21 @@ class MemoryHotplug:
             pa.memblock_free_range(pfn, pfn + (1 << order))
             pfn += 1 << order
         self._after_change()
+
+    @staticmethod
+    def move_pfn_range_to_zone(zone, start_pfn: int, nr_pages: int) -> None:
+        """resize_zone_range() and resize_pgdat_range(): the zone and the node span
+        the range (online_pages and memremap_pages)."""
+        end = start_pfn + nr_pages
+        old_end = zone.zone_end_pfn if zone.spanned_pages else 0
+        if not zone.spanned_pages or start_pfn < zone.zone_start_pfn:
+            zone.zone_start_pfn = start_pfn
+        zone.spanned_pages = max(end, old_end) - zone.zone_start_pfn
+        pg = zone.zone_pgdat
+        old_end = pg.node_end_pfn
+        if not pg.node_spanned_pages or start_pfn < pg.node_start_pfn:
+            pg.node_start_pfn = start_pfn
+        pg.node_spanned_pages = max(end, old_end) - pg.node_start_pfn
 
     def _after_change(self) -> None:
         k = self.k

@@ -21,7 +21,8 @@ from typing import Callable
 import numpy as np
 
 from ..errors import EINVAL, ENOMEM, ENXIO, EOPNOTSUPP, KernelBug, WouldBlock
-from ..resource import IORES_DESC_NONE, IORESOURCE_SYSTEM_RAM, REGION_DISJOINT, Resource, region_intersects
+from ..resource import (IORES_DESC_NONE, IORESOURCE_SYSTEM_RAM, REGION_DISJOINT, REGION_MIXED, Resource,
+                        region_intersects)
 from .memory_model import PAGE_OFFSET, PAGES_PER_SECTION, PFN_SECTION_SHIFT, ZONE_DEVICE, Page
 from .page import ARRAYS, PG_active, PG_reserved, PG_waiters, FrameStore, MemMap
 
@@ -52,6 +53,7 @@ class DevPagemap:
         self.ref = 0          # percpu_ref: 1 while live, plus one per page not idle-at-0
         self.live = False
         self.nid = -1
+        self.devmap_managed = False
         self.memmap: DeviceMemMap | None = None
         self.frames: FrameStore | None = None
 
@@ -168,14 +170,15 @@ class MemRemap:
             raise EINVAL("memremap_pages: Missing page_free method")
         start_pfn, nr_pages = res.start >> 12, res.size() >> 12
         for pfn in (res.start >> 12, res.end >> 12):
-            if self.get_dev_pagemap(pfn) is not None:
-                self.put_dev_pagemap(self.lookup(pfn))
+            conflict = self.get_dev_pagemap(pfn)
+            if conflict is not None:
+                self.put_dev_pagemap(conflict)
                 self._warn("Conflicting mapping in same section")
                 raise ENOMEM("memremap_pages: Conflicting mapping in same section")
         is_ram = region_intersects(k.iomem_resource, res.start, res.size(), IORESOURCE_SYSTEM_RAM,
                                    IORES_DESC_NONE)
         if is_ram != REGION_DISJOINT:
-            what = "mixed" if is_ram == 2 else "ram"
+            what = "mixed" if is_ram == REGION_MIXED else "ram"
             k.printk_once(f"WARNING: memremap_pages attempted on {what} region "
                           f"[mem {res.start:#010x}-{res.end:#010x} flags {res.flags:#x}]")
             raise ENXIO(f"memremap_pages: the range is {what}")
@@ -189,30 +192,14 @@ class MemRemap:
         self.pgmaps.append(pgmap)
         self.pgmaps.sort(key=lambda p: p.res.start)
         pgmap.nid = nid
-        if need_devmap_managed:
-            self.devmap_managed_enable += 1
+        pgmap.devmap_managed = need_devmap_managed  # devmap_managed_enable_get()
+        self.devmap_managed_enable += need_devmap_managed
         zone = k.pgdats[nid].zone_of(ZONE_DEVICE)
-        self.move_pfn_range_to_zone(zone, start_pfn, nr_pages)
+        k.memory_hotplug.move_pfn_range_to_zone(zone, start_pfn, nr_pages)
         self.memmap_init_zone_device(zone, start_pfn, nr_pages, pgmap)
         pgmap.live = True
         pgmap.ref = 1 + nr_pages  # percpu_ref_init + percpu_ref_get_many
         return PAGE_OFFSET + res.start
-
-    @staticmethod
-    def move_pfn_range_to_zone(zone, start_pfn: int, nr_pages: int) -> None:
-        """resize_zone_range() and resize_pgdat_range()."""
-        end = start_pfn + nr_pages
-        if not zone.spanned_pages or start_pfn < zone.zone_start_pfn:
-            old_end = zone.zone_end_pfn if zone.spanned_pages else 0
-            zone.zone_start_pfn = start_pfn
-        else:
-            old_end = zone.zone_end_pfn
-        zone.spanned_pages = max(end, old_end) - zone.zone_start_pfn
-        pg = zone.zone_pgdat
-        old_end = pg.node_end_pfn
-        if not pg.node_spanned_pages or start_pfn < pg.node_start_pfn:
-            pg.node_start_pfn = start_pfn
-        pg.node_spanned_pages = max(end, old_end) - pg.node_start_pfn
 
     def memmap_init_zone_device(self, zone, start_pfn: int, nr_pages: int, pgmap: DevPagemap) -> None:
         """Each page: zone Device and node links, PG_reserved, refcount 1, its pgmap."""
@@ -250,8 +237,7 @@ class MemRemap:
         # ZONE_DEVICE zones are not shrunk (remove_pfn_range_from_zone, v5.7)
         k.memory_hotplug.remove_pages(s, e - s)
         self.pgmaps.remove(pgmap)   # pgmap_array_delete()
-        if pgmap.type in (MEMORY_DEVICE_PRIVATE, MEMORY_DEVICE_FS_DAX) or pgmap.type not in _TYPE_NAMES:
-            self.devmap_managed_enable -= 1
+        self.devmap_managed_enable -= pgmap.devmap_managed  # devmap_managed_enable_put()
         pgmap.memmap = None
         pgmap.frames = None
 
@@ -267,7 +253,7 @@ class MemRemap:
         if count < 0:
             raise KernelBug(f"put_page: device page pfn {pfn:#x} has refcount 0")
         mm.refcount[pfn] = count
-        managed = pgmap.type not in (MEMORY_DEVICE_DEVDAX, MEMORY_DEVICE_PCI_P2PDMA)
+        managed = pgmap.type in (MEMORY_DEVICE_PRIVATE, MEMORY_DEVICE_FS_DAX)  # page_is_devmap_managed
         if managed and count == 1:
             mm.clear(pfn, PG_active)
             mm.clear(pfn, PG_waiters)
