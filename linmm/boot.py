@@ -147,7 +147,9 @@ def boot(k) -> None:
     nsec = mm.nr >> PFN_SECTION_SHIFT
     k.section_flags = np.zeros(nsec, np.uint8)
     from .resource import e820_reserve_resources
-    k.iomem_resource = e820_reserve_resources(lay, cfg.phys_bits)
+    from .mm.memory_model import parse_mem
+    mem = parse_mem(cfg.params["mem"]) if cfg.params.get("mem") else None
+    k.iomem_resource = e820_reserve_resources(lay, cfg.phys_bits, mem)
     for s, e, _ in lay.memory:
         k.section_flags[s >> PFN_SECTION_SHIFT:((e - 1) >> PFN_SECTION_SHIFT) + 1] = (
             SECTION_MARKED_PRESENT | SECTION_IS_ONLINE | SECTION_HAS_MEM_MAP | SECTION_IS_EARLY)

@@ -145,18 +145,21 @@ def proc_iomem(root: Resource, privileged: bool = True) -> str:
     return "".join(out)
 
 
-def e820_reserve_resources(layout, phys_bits: int) -> Resource:
-    """Boot: the iomem root with the e820 table (after trim_bios_range) and the
-    kernel image nested in its System RAM (arch/x86/kernel/e820.c, setup.c)."""
+def e820_reserve_resources(layout, phys_bits: int, mem_limit: int | None = None) -> Resource:
+    """Boot: the iomem root with the e820 table (after trim_bios_range and mem=, which
+    removes the RAM above its limit) and the kernel image nested in its System RAM
+    (arch/x86/kernel/e820.c, setup.c)."""
     root = Resource(0, (1 << phys_bits) - 1, "PCI mem", IORESOURCE_MEM)
+    limit = root.end + 1 if mem_limit is None else min(mem_limit, root.end + 1)
     busy = IORESOURCE_BUSY
     entries = []
     if layout.e820_bios:
         entries.append((0, 0x1000, "Reserved", IORESOURCE_MEM | busy))
         entries += [(e.start, e.end, "Reserved", IORESOURCE_MEM | busy)
                     for e in layout.e820_bios if e.type == "reserved"]
-        entries += [(max(e.start, 0x1000), e.end, "System RAM", IORESOURCE_SYSTEM_RAM | busy)
-                    for e in layout.e820_bios if e.type == "usable" and e.end > max(e.start, 0x1000)
+        entries += [(max(e.start, 0x1000), min(e.end, limit), "System RAM", IORESOURCE_SYSTEM_RAM | busy)
+                    for e in layout.e820_bios if e.type == "usable"
+                    and min(e.end, limit) > max(e.start, 0x1000)
                     and e.end - 1 <= root.end]  # 32-bit resource_size_t: nothing above 4 GiB
     else:
         entries += [(s << 12, e << 12, "System RAM", IORESOURCE_SYSTEM_RAM | busy)

@@ -64,6 +64,8 @@ class MemoryHotplug:
         phys, rest = memparse(text.strip())
         if rest.strip():
             raise EINVAL(f"probe: cannot parse {text!r}")
+        if phys % k.memory_block_size:  # probe_store()
+            raise EINVAL(f"probe: {phys:#x} is not aligned to the memory block size")
         nid = self.block_nid(phys >> 12, (phys >> 12) + 1)
         self.add_memory(nid, phys, k.memory_block_size)
 
@@ -78,30 +80,26 @@ class MemoryHotplug:
         k.page_alloc.pageblock_flags = pb
 
     def add_memory(self, nid: int, start: int, size: int) -> None:
-        """add_memory(): check, register the "System RAM" resource, arch_add_memory
+        """__add_memory(): register the "System RAM" resource (EEXIST when it overlaps one
+        or lies beyond iomem), check_hotplug_memory_range (EINVAL), arch_add_memory
         (sections, memmap from the buddy allocator), blocks offline, then auto-online."""
-        from ..errors import E2BIG, EEXIST
-        from ..resource import IORESOURCE_BUSY, IORESOURCE_SYSTEM_RAM, request_region
+        from ..errors import EEXIST, Errno
+        from ..resource import IORESOURCE_BUSY, IORESOURCE_SYSTEM_RAM, release_resource, request_region
         k = self.k
         bs = k.memory_block_size
-        if start % bs or size % bs or not size:
-            k.printk(f"Block size [{bs:#x}] unaligned hotplug range: start {start:#x}, size {size:#x}")
-            raise EINVAL("add_memory: unaligned range")
-        if start + size > 1 << k.config.max_physmem_bits:
-            raise E2BIG("add_memory: beyond MAX_PHYSMEM_BITS")
-        s_pfn, e_pfn = start >> 12, (start + size) >> 12
-        if any(s < e_pfn and e > s_pfn for s, e, _ in k.layout.memory) or \
-                any(s < e_pfn and e > s_pfn for s, e in self.hot_added):
-            raise EEXIST("add_memory: the range overlaps an existing resource")
         res = request_region(k.iomem_resource, start, size, "System RAM",
-                             IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY)
-        if res is None:
+                             IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY) if size > 0 else None
+        if res is None and size > 0:
             raise EEXIST("add_memory: the range overlaps an existing resource")
+        s_pfn, e_pfn = start >> 12, (start + size) >> 12
         try:
+            if start % bs or size % bs or not size:
+                k.printk(f"Block size [{bs:#x}] unaligned hotplug range: start {start:#x}, size {size:#x}")
+                raise EINVAL("add_memory: unaligned range")
             self.add_pages(nid, s_pfn, e_pfn - s_pfn)
-        except Exception:
-            from ..resource import release_resource
-            release_resource(res)
+        except Errno:
+            if res is not None:
+                release_resource(res)
             raise
         if e_pfn > k.memmap.nr:
             self.grow_memmap(e_pfn)
