@@ -20,6 +20,7 @@ class Context:
 
     def __init__(self, pid: int, comm: str):
         self.pid = pid
+        self.tgid = pid  # the thread group (clone_thread shares the leader's)
         self.comm = comm
         self.mm = None
         self.active_mm = None

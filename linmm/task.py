@@ -160,6 +160,7 @@ class Task(Context):
             th.rlimits = self.rlimits
             k.mmget(self.mm)
             th.mm = th.active_mm = self.mm
+            th.tgid = self.tgid
             th.parent = self.parent
             k.tasks[th.pid] = th
             return th

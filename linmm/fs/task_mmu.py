@@ -177,11 +177,11 @@ def proc_pid_status(k, task) -> str:
     out = [f"Name:\t{task.comm}\n"]
     if not task.is_kthread:
         out.append("Umask:\t0022\n")
-    out.append(f"State:\t{_STATE.get(task.state, task.state)}\nTgid:\t{task.pid}\nNgid:\t0\n"
+    out.append(f"State:\t{_STATE.get(task.state, task.state)}\nTgid:\t{task.tgid}\nNgid:\t0\n"
                f"Pid:\t{task.pid}\nPPid:\t{ppid}\nTracerPid:\t0\n"
                f"Uid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t{uid}\t{uid}\t{uid}\t{uid}\n"
                f"FDSize:\t{0 if task.is_kthread else 64}\nGroups:\t \n"
-               f"NStgid:\t{task.pid}\nNSpid:\t{task.pid}\nNSpgid:\t{task.pid}\nNSsid:\t{task.pid}\n")
+               f"NStgid:\t{task.tgid}\nNSpid:\t{task.pid}\nNSpgid:\t{task.tgid}\nNSsid:\t{task.tgid}\n")
     if mm is not None and not task.is_kthread:
         anon, file, shmem = (mm.rss_stat[MM_ANONPAGES], mm.rss_stat[MM_FILEPAGES],
                              mm.rss_stat[MM_SHMEMPAGES])

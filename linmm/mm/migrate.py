@@ -55,8 +55,7 @@ class Migrate:
             self.putback_lru_page(pfn)
         return ret == 0
 
-    def migrate_pages(self, pages: list[int], node: int | None, reason: str,
-                      mode: str = "MIGRATE_SYNC") -> int:
+    def migrate_pages(self, pages: list[int], node: int | None, reason: str) -> int:
         """migrate_pages() over isolated pages: the number that failed, or -ENOMEM when a
         new page could not be had (the rest stay in ``pages`` for the caller to put back).
         Pages moved (or freed under us) leave the list.  New pages come from ``node``
@@ -87,9 +86,6 @@ class Migrate:
             succeeded += 1
         k.vm_events["pgmigrate_success"] += succeeded
         k.vm_events["pgmigrate_fail"] += failed
-        if getattr(k, "trace_migrate", None) is not None:
-            k.trace_migrate.append(f"nr_succeeded={succeeded} nr_failed={failed} mode={mode} "
-                                   f"reason={reason}")
         return ret if ret else failed
 
     def move_to_new_page(self, old: int, new: int, reason: str) -> None:

@@ -79,8 +79,7 @@ class OomKiller:
 
     def can_oom_reap(self, victim, mm) -> bool:
         """No other process outside the victim's thread group shares the mm."""
-        group = getattr(victim, "tgid", victim.pid)
-        return not any(t.mm is mm and getattr(t, "tgid", t.pid) != group and t.state in ("R", "D")
+        return not any(t.mm is mm and t.tgid != victim.tgid and t.state in ("R", "D")
                        for t in self.k.user_tasks())
 
     # ------------------------------------------------------------ the reaper
