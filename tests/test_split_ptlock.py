@@ -532,3 +532,14 @@ def test_split_ptlock_s6_two_threads_race_for_one_pte_table():
     t2.exit()
     assert t1.mm.mm_users == 1
     k.check()
+
+
+def test_thread_status_names_its_thread_group():
+    """/proc/<tid>/status of a CLONE_THREAD child: its own Pid, the leader's Tgid."""
+    k = linmm.Kernel(linmm.MachineConfig(ram="256M"))
+    t = k.spawn("leader")
+    th = t.clone_thread()
+    st = dict(ln.split(":\t", 1) for ln in k.read_file(f"/proc/{th.pid}/status").splitlines()
+              if ":\t" in ln)
+    assert (st["Pid"], st["Tgid"], st["NStgid"]) == (str(th.pid), str(t.pid), str(t.pid))
+    assert th.tgid == t.pid != th.pid
