@@ -6,7 +6,7 @@ device ranges, e.g. with request_free_mem_region() for ZONE_DEVICE.
 """
 from __future__ import annotations
 
-from .errors import ERANGE
+from .errors import ENOMEM, ERANGE
 
 IORESOURCE_MEM = 0x00000200
 IORESOURCE_BUSY = 0x80000000
@@ -121,8 +121,8 @@ def request_free_mem_region(base: Resource, size: int, name: str,
     while addr > size and addr >= base.start:
         if region_intersects(base, addr, size, 0, IORES_DESC_NONE) == REGION_DISJOINT:
             res = request_region(base, addr, size, name)
-            if res is None:
-                break
+            if res is None:  # the claim itself failed
+                raise ENOMEM(f"request_free_mem_region: cannot claim {addr:#x}")
             res.desc = IORES_DESC_DEVICE_PRIVATE_MEMORY
             return res
         addr -= size
