@@ -210,8 +210,8 @@ class Highmem:
                 raise KernelBug("kunmap_atomic: no atomic kmap on this CPU")
             top = fix_to_virt(FIX_KMAP_BEGIN + typ + KM_TYPE_NR * cpu)
             if vaddr != top:  # DEBUG_HIGHMEM WARN_ON_ONCE; the top slot is cleared anyway
-                k.printk_once(f"WARNING: CPU: {cpu} PID: {ctx.pid} at arch/x86/mm/highmem_32.c:62 "
-                              "__kunmap_atomic+0x6c/0x90: kunmap_atomic: unbalanced nesting")
+                k.printk_once(f"WARNING: CPU: {cpu} PID: {ctx.pid} at arch/x86/mm/highmem_32.c "
+                              "__kunmap_atomic: kunmap_atomic: unbalanced nesting")
             self.fixmap.pop(top, None)  # kpte_clear_flush()
             self.kmap_atomic_idx[cpu] = typ
         elif not self.page_offset <= vaddr < self.high_memory:
