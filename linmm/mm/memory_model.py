@@ -39,7 +39,6 @@ ZONE_TYPE_NAMES = ("DMA", "DMA32", "Normal", "HighMem", "Movable", "Device")
 ARCH_ZONES = {"x86_64": (ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE, ZONE_DEVICE),
               "i386": (ZONE_DMA, ZONE_NORMAL, ZONE_HIGHMEM, ZONE_MOVABLE)}
 ARCH_ZONES["i386-pae"] = ARCH_ZONES["i386"]
-MAX_NR_ZONES = 5  # x86_64; PgData.max_nr_zones is the machine's
 
 
 def pfn_to_section_nr(pfn: int) -> int:

@@ -113,21 +113,21 @@ class PgData:
     def __init__(self, nid: int, ncpus: int, arch: str = "x86_64"):
         self.node_id = nid
         self.zone_types = ARCH_ZONES[arch]
-        self.max_nr_zones = MAX_NR_ZONES = len(self.zone_types)
+        self.max_nr_zones = len(self.zone_types)  # MAX_NR_ZONES of this arch
         self.node_zones = [Zone(self, i, t, ncpus) for i, t in enumerate(self.zone_types)]
         self._by_type = {z.type: z for z in self.node_zones}
         self.node_start_pfn = 0
         self.node_spanned_pages = 0
         self.node_present_pages = 0
         self.kswapd_order = 0
-        self.kswapd_classzone_idx = MAX_NR_ZONES
+        self.kswapd_classzone_idx = self.max_nr_zones
         self.kswapd_failures = 0
         self.kswapd = None  # its KThread (set at boot)
         self.kswapd_state = "sleep"  # "try" | "nap" | "sleep"
         self.nap_end = 0
         self.nap_woken = False
         self.ks_alloc_order = self.ks_reclaim_order = 0
-        self.ks_classzone = MAX_NR_ZONES - 1
+        self.ks_classzone = self.max_nr_zones - 1
         self.totalreserve_pages = 0
         self.vm_stat = dict.fromkeys(NODE_STAT_ITEMS, 0)
         self.cpus: list[int] = []
