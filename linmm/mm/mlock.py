@@ -61,6 +61,15 @@ class Mlock:
         k.vm_events["unevictable_pgs_mlocked"] += 1
         return True
 
+    def _test_clear_mlocked(self, pfn: int) -> bool:
+        """TestClearPageMlocked + NR_MLOCK; False if it was not set."""
+        k = self.k
+        if not k.memmap.test(pfn, PG_mlocked):
+            return False
+        k.memmap.clear(pfn, PG_mlocked)
+        k.page_zone_of(pfn).vm_stat["nr_mlock"] -= 1
+        return True
+
     def mlock_vma_page(self, pfn: int) -> None:
         """op 3: newly mlocked pages on an LRU are moved (culled) via putback."""
         if self._test_set_mlocked(pfn) and self.isolate_lru_page(pfn):
@@ -70,10 +79,8 @@ class Mlock:
         """op 4 (single page)."""
         k = self.k
         mm = k.memmap
-        if not mm.test(pfn, PG_mlocked):
+        if not self._test_clear_mlocked(pfn):
             return
-        mm.clear(pfn, PG_mlocked)
-        k.page_zone_of(pfn).vm_stat["nr_mlock"] -= 1
         if self.isolate_lru_page(pfn):
             if mm.page_mapcount(pfn) > 1:
                 self.try_to_munlock(pfn)
@@ -99,10 +106,8 @@ class Mlock:
         """op 5: the last mapping of a still-mlocked page went away."""
         k = self.k
         mm = k.memmap
-        if not mm.test(pfn, PG_mlocked):
+        if not self._test_clear_mlocked(pfn):
             return
-        mm.clear(pfn, PG_mlocked)
-        k.page_zone_of(pfn).vm_stat["nr_mlock"] -= 1
         k.vm_events["unevictable_pgs_cleared"] += 1
         if self.isolate_lru_page(pfn):
             self.putback_lru_page(pfn)
