@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import ENOSYS, KernelBug
+from ..lib.state import kernel_state
 from . import gfp as G
 from .memory_model import PAGE_OFFSET
 
@@ -78,11 +79,7 @@ class PageFragState:
 
 
 def _state(k) -> PageFragState:
-    st = getattr(k, "page_frag", None)
-    if not isinstance(st, PageFragState):
-        st = PageFragState(k)
-        k.page_frag = st
-    return st
+    return kernel_state(k, "page_frag", PageFragState)
 
 
 def init(k) -> PageFragState:

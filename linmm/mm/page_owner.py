@@ -30,6 +30,7 @@ import zlib
 import numpy as np
 
 from ..errors import EACCES, EINVAL, ENOENT, ENOMEM, KernelBug
+from ..lib.state import kernel_state
 from . import gfp as G
 from .gfp import MIGRATE_MOVABLE, MIGRATE_TYPES, MIGRATETYPE_NAMES
 from .memory_model import (
@@ -371,11 +372,7 @@ class PageOwner:
 
 
 def _state(k) -> PageOwner:
-    po = getattr(k, "page_owner", None)
-    if not isinstance(po, PageOwner):
-        po = PageOwner(k)
-        k.page_owner = po
-    return po
+    return kernel_state(k, "page_owner", PageOwner)
 
 
 # ---------------------------------------------------------------- boot

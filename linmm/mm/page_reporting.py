@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import EBUSY, KernelBug
+from ..lib.state import kernel_state
 from .gfp import (
     GFP_KERNEL,
     MIGRATE_ISOLATE,
@@ -316,11 +317,7 @@ def _rotate_to_front(fl, pfn: int) -> None:
 
 # ---------------------------------------------------------------- API
 def _state(k) -> PageReporting:
-    pr = getattr(k, "page_reporting", None)
-    if not isinstance(pr, PageReporting):
-        pr = PageReporting(k)
-        k.page_reporting = pr
-    return pr
+    return kernel_state(k, "page_reporting", PageReporting)
 
 
 def init(k) -> PageReporting:
